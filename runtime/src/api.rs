@@ -1,0 +1,188 @@
+//! The HTTP API (axum). [`router`] is separate from [`serve`] so tests can drive it without a
+//! socket; `serve` adds the listener, the file watcher and graceful shutdown.
+
+mod admin;
+pub mod error;
+mod extract;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+
+use crate::app::{App, Evaluation, Kind};
+pub use error::AppError;
+use extract::Body;
+
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.limits.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/permits", get(list_permits))
+        .route("/v1/permits/{id}", get(show_permit))
+        .route("/v1/permits/{id}/validate", post(validate))
+        .route("/v1/permits/{id}/levy", post(levy))
+        .merge(admin::routes())
+        .fallback(|| async { AppError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(app.clone(), record_request))
+        .with_state(app)
+}
+
+async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    app.metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.current() {
+        Some(r) => Json(json!({ "status": "ok", "release": r.id })).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "release": null })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(app.store.commits()),
+    )
+        .into_response()
+}
+
+fn release(app: &App) -> Result<Arc<crate::release::Release>, AppError> {
+    app.current()
+        .ok_or(AppError::Eval(crate::app::EvalError::NoRelease))
+}
+
+async fn list_permits(State(app): State<Arc<App>>) -> Result<Json<Json_>, AppError> {
+    let r = release(&app)?;
+    let permits: Vec<Json_> = r
+        .permits
+        .values()
+        .map(|p| json!({ "id": p.id, "name": p.name, "has_levy": p.levy.is_some() }))
+        .collect();
+    Ok(Json(json!({ "permits": permits, "release": r.id })))
+}
+
+async fn show_permit(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, AppError> {
+    let r = release(&app)?;
+    let permit = r
+        .permits
+        .get(&id)
+        .ok_or_else(|| AppError::Eval(crate::app::EvalError::UnknownPermit(id.clone())))?;
+    let mut out = permit.describe();
+    out["release"] = Json_::String(r.id.clone());
+    Ok(Json(out))
+}
+
+/// `{"data": {...}}`; anything else in the body is a mistake worth naming.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalRequest {
+    data: Json_,
+}
+
+async fn validate(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Body(req): Body<EvalRequest>,
+) -> Result<Json<Json_>, AppError> {
+    evaluate(&app, &id, Kind::Validate, req.data).await
+}
+
+async fn levy(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Body(req): Body<EvalRequest>,
+) -> Result<Json<Json_>, AppError> {
+    evaluate(&app, &id, Kind::Levy, req.data).await
+}
+
+async fn evaluate(app: &App, id: &str, kind: Kind, data: Json_) -> Result<Json<Json_>, AppError> {
+    match app.evaluate(id, kind, data).await? {
+        Evaluation::Valid { output } => Ok(Json(output)),
+        Evaluation::Invalid { errors, release } => Err(AppError::InvalidData { errors, release }),
+    }
+}
+
+/// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    let watcher = if app.config.watch {
+        match crate::watch::start(app.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(
+                    "cannot watch {}: {e}; reload with POST /admin/reload",
+                    app.config.rules_dir.display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    drop(watcher);
+    tracing::info!("shutting down: flushing the store");
+    app.store.close();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received: finishing in-flight requests");
+}

@@ -1,0 +1,177 @@
+//! Admin routes: releases, reloads, rollback, decision log, audit log, tokens.
+//! Every route needs a token with the `admin` role; every change is audited.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+
+use super::error::AppError;
+use super::extract::{Admin, Body};
+use crate::app::App;
+use crate::auth;
+
+/// Default and largest page of list endpoints.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/admin/releases", get(releases))
+        .route("/admin/releases/{id}/activate", post(activate))
+        .route("/admin/reloads", get(reloads))
+        .route("/admin/reload", post(reload))
+        .route("/admin/decisions", get(decisions))
+        .route("/admin/audit", get(audit))
+        .route("/admin/tokens", post(create_token))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<usize>,
+    permit: Option<String>,
+}
+
+impl Page {
+    fn limit(&self) -> Result<usize, AppError> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(0) => Err(AppError::BadRequest("`limit` must be at least 1".into())),
+            Some(n) if n > MAX_LIMIT => Err(AppError::BadRequest(format!(
+                "`limit` must be at most {MAX_LIMIT}"
+            ))),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+fn page(
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Page, AppError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| AppError::BadRequest(e.body_text()))
+}
+
+fn actor(admin: &Admin) -> String {
+    format!("token:{}", admin.0.id)
+}
+
+async fn releases(State(app): State<Arc<App>>, _: Admin) -> Result<Json<Json_>, AppError> {
+    let active = app.current().map(|r| r.id.clone());
+    let releases = app.store.releases()?;
+    let activations = app.store.activations(DEFAULT_LIMIT)?;
+    Ok(Json(
+        json!({ "active": active, "releases": releases, "activations": activations }),
+    ))
+}
+
+async fn reloads(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Json_>, AppError> {
+    let limit = page(q)?.limit()?;
+    Ok(Json(json!({ "reloads": app.store.reloads(limit)? })))
+}
+
+async fn reload(State(app): State<Arc<App>>, admin: Admin) -> Result<Json<Json_>, AppError> {
+    let outcome = app.reload_from_folder(&actor(&admin)).await?;
+    app.audit(
+        &actor(&admin),
+        "reload",
+        json!({ "release": outcome.release, "accepted": outcome.accepted }),
+    )
+    .await?;
+    if !outcome.accepted {
+        return Err(AppError::rejected(&outcome));
+    }
+    Ok(Json(serde_json::to_value(&outcome).unwrap_or(Json_::Null)))
+}
+
+async fn activate(
+    State(app): State<Arc<App>>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, AppError> {
+    let outcome = app
+        .activate_stored(&id, &actor(&admin), "reactivated by an admin")
+        .await?;
+    app.audit(
+        &actor(&admin),
+        "activate",
+        json!({ "release": id, "accepted": outcome.accepted }),
+    )
+    .await?;
+    if !outcome.accepted {
+        return Err(AppError::rejected(&outcome));
+    }
+    Ok(Json(serde_json::to_value(&outcome).unwrap_or(Json_::Null)))
+}
+
+async fn decisions(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Json_>, AppError> {
+    let p = page(q)?;
+    let limit = p.limit()?;
+    Ok(Json(
+        json!({ "decisions": app.store.decisions(p.permit.as_deref(), limit)? }),
+    ))
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Json_>, AppError> {
+    let limit = page(q)?.limit()?;
+    Ok(Json(json!({ "audit": app.store.audit(limit)? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    role: String,
+    #[serde(default)]
+    label: String,
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    admin: Admin,
+    Body(req): Body<NewToken>,
+) -> Result<Json<Json_>, AppError> {
+    let store = app.store.clone();
+    let (role, label) = (req.role.clone(), req.label.clone());
+    let created = tokio::task::spawn_blocking(move || auth::create_token(&store, &role, &label))
+        .await
+        .map_err(|e| AppError::Store(crate::store::StoreError::Storage(e.to_string())))?;
+    let (token, record) = match created {
+        Ok(t) => t,
+        Err(auth::AuthError::UnknownRole(r)) => {
+            return Err(AppError::InvalidBody(
+                auth::AuthError::UnknownRole(r).to_string(),
+            ))
+        }
+        Err(auth::AuthError::Store(e)) => return Err(AppError::Store(e)),
+        Err(e) => {
+            return Err(AppError::Store(crate::store::StoreError::Storage(
+                e.to_string(),
+            )))
+        }
+    };
+    app.audit(
+        &actor(&admin),
+        "create_token",
+        json!({ "id": record.id, "role": record.role, "label": record.label }),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "token": token, "id": record.id, "role": record.role }),
+    ))
+}

@@ -1,0 +1,108 @@
+//! The one error type of the HTTP surface. Every failure becomes
+//! `{"error": {"code": "...", "message": "..."}}`; status codes are chosen here and nowhere else.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value as Json};
+
+use crate::app::{first_problem, EvalError, ReleaseError};
+use crate::scripts::ScriptErrorKind;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("missing `Authorization: Bearer <token>` header")]
+    Unauthenticated,
+    #[error("token is not valid")]
+    BadToken,
+    #[error("this needs the `{0}` role")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("data is invalid")]
+    InvalidData { errors: Json, release: String },
+    #[error("candidate release {release} was rejected: {summary}")]
+    Rejected {
+        release: String,
+        summary: String,
+        diagnostics: Json,
+    },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::InvalidData { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data"),
+            Self::Rejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "release_rejected"),
+            Self::Eval(e) => match e {
+                EvalError::NoRelease => (StatusCode::SERVICE_UNAVAILABLE, "no_release"),
+                EvalError::UnknownPermit(_) => (StatusCode::NOT_FOUND, "unknown_permit"),
+                EvalError::NoLevy(_) => (StatusCode::NOT_FOUND, "no_levy"),
+                // A rule that fails on valid data is a defect of the rules, not of the request.
+                EvalError::Script(s) if s.kind == ScriptErrorKind::Limit => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "script_limit")
+                }
+                EvalError::Script(_) => (StatusCode::INTERNAL_SERVER_ERROR, "script_error"),
+                EvalError::Store(_) | EvalError::Interrupted => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
+            Self::Release(ReleaseError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_release"),
+            Self::Release(_) | Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn rejected(outcome: &crate::app::ReloadOutcome) -> Self {
+        Self::Rejected {
+            release: outcome.release.clone(),
+            summary: first_problem(&outcome.report.diagnostics),
+            diagnostics: serde_json::to_value(&outcome.report.diagnostics).unwrap_or(Json::Null),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!("{code}: {self}");
+        }
+        let mut body = json!({ "code": code, "message": self.to_string() });
+        match &self {
+            Self::InvalidData { errors, release } => {
+                body["errors"] = errors.clone();
+                body["release"] = Json::String(release.clone());
+            }
+            Self::Rejected { diagnostics, .. } => body["diagnostics"] = diagnostics.clone(),
+            _ => {}
+        }
+        (status, axum::Json(json!({ "error": body }))).into_response()
+    }
+}

@@ -1,0 +1,194 @@
+//! Server configuration: command-line flags layered over an optional `pintu.toml`.
+//!
+//! Every resource limit is a named constant with its default documented beside it, and every one
+//! can be overridden in the `[limits]` table of `pintu.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Rules folder served when neither the flag nor `pintu.toml` names one.
+pub const DEFAULT_RULES_DIR: &str = "rules";
+/// Data folder (holds `pintu.redb` and `admin.token`) when none is given.
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// Loopback only by default: exposing the API is a deliberate act.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Rhai operations one evaluation may run (a loop iteration or call counts as one or a few).
+pub const DEFAULT_MAX_OPERATIONS: u64 = 5_000_000;
+/// Nested function calls; deep enough for real rules, shallow enough to keep the stack safe.
+pub const DEFAULT_MAX_CALL_LEVELS: usize = 48;
+/// Expression nesting depth at global level (functions get half of it).
+pub const DEFAULT_MAX_EXPR_DEPTH: usize = 64;
+/// Longest string a script may build, in bytes.
+pub const DEFAULT_MAX_STRING_SIZE: usize = 64 * 1024;
+/// Largest array a script may build.
+pub const DEFAULT_MAX_ARRAY_SIZE: usize = 10_000;
+/// Largest object map a script may build.
+pub const DEFAULT_MAX_MAP_SIZE: usize = 10_000;
+/// Wall-clock budget of one evaluation, in milliseconds.
+pub const DEFAULT_SCRIPT_TIMEOUT_MS: u64 = 1_000;
+/// Largest request body accepted by the API, in bytes (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Quiet period after the last file event before a candidate is built, in milliseconds.
+pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 150;
+/// Largest single file accepted into a release, in bytes.
+pub const DEFAULT_MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
+/// Most files one release may hold.
+pub const DEFAULT_MAX_RULE_FILES: usize = 2_000;
+/// Most records one group commit writes in one durable transaction.
+pub const DEFAULT_MAX_COMMIT_BATCH: usize = 512;
+
+/// Sandbox and resource limits. Each field defaults to the constant of the same name.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub script_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub reload_debounce_ms: u64,
+    pub max_rule_file_bytes: usize,
+    pub max_rule_files: usize,
+    pub max_commit_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: DEFAULT_MAX_OPERATIONS,
+            max_call_levels: DEFAULT_MAX_CALL_LEVELS,
+            max_expr_depth: DEFAULT_MAX_EXPR_DEPTH,
+            max_string_size: DEFAULT_MAX_STRING_SIZE,
+            max_array_size: DEFAULT_MAX_ARRAY_SIZE,
+            max_map_size: DEFAULT_MAX_MAP_SIZE,
+            script_timeout_ms: DEFAULT_SCRIPT_TIMEOUT_MS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            reload_debounce_ms: DEFAULT_RELOAD_DEBOUNCE_MS,
+            max_rule_file_bytes: DEFAULT_MAX_RULE_FILE_BYTES,
+            max_rule_files: DEFAULT_MAX_RULE_FILES,
+            max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
+        }
+    }
+}
+
+impl Limits {
+    pub fn script_timeout(&self) -> Duration {
+        Duration::from_millis(self.script_timeout_ms)
+    }
+
+    pub fn reload_debounce(&self) -> Duration {
+        Duration::from_millis(self.reload_debounce_ms)
+    }
+}
+
+/// The contents of `pintu.toml`. Flags given on the command line win over the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub rules: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+/// The resolved configuration a server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub rules_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub limits: Limits,
+    /// Whether to watch the rules folder for changes (tests and `check` turn it off).
+    pub watch: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid bind address `{0}`")]
+    Bind(String),
+}
+
+impl Config {
+    /// Layers flags over the config file (if any) over the defaults.
+    pub fn resolve(
+        file: Option<&Path>,
+        rules: Option<PathBuf>,
+        data: Option<PathBuf>,
+        bind: Option<SocketAddr>,
+    ) -> Result<Self, ConfigError> {
+        let file_config = match file {
+            Some(path) => Self::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let default_bind = DEFAULT_BIND
+            .parse()
+            .map_err(|_| ConfigError::Bind(DEFAULT_BIND.to_owned()))?;
+        Ok(Self {
+            rules_dir: rules
+                .or(file_config.rules)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR)),
+            data_dir: data
+                .or(file_config.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            bind: bind.or(file_config.bind).unwrap_or(default_bind),
+            limits: file_config.limits,
+            watch: true,
+        })
+    }
+
+    fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_limits_override_defaults_and_flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pintu.toml");
+        std::fs::write(
+            &path,
+            "rules = \"r\"\nbind = \"127.0.0.1:9000\"\n[limits]\nmax_operations = 10\n",
+        )
+        .unwrap();
+        let cfg = Config::resolve(Some(&path), None, Some("d".into()), None).unwrap();
+        assert_eq!(cfg.rules_dir, PathBuf::from("r"));
+        assert_eq!(cfg.data_dir, PathBuf::from("d"));
+        assert_eq!(cfg.bind.port(), 9000);
+        assert_eq!(cfg.limits.max_operations, 10);
+        assert_eq!(cfg.limits.max_call_levels, DEFAULT_MAX_CALL_LEVELS);
+    }
+
+    #[test]
+    fn unknown_limit_is_rejected_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pintu.toml");
+        std::fs::write(&path, "[limits]\nmax_operashuns = 10\n").unwrap();
+        let err = Config::resolve(Some(&path), None, None, None).unwrap_err();
+        assert!(err.to_string().contains("max_operashuns"), "{err}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The levy (retribusi) a script assessed: line items, their exact total, and the trace that
+//! shows how it was computed.
+
+use rhai::{Dynamic, ImmutableString, Map};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::diagnostic::Diagnostic;
+use crate::scripts::value::{decimal_string, dynamic_to_json};
+use crate::scripts::{ScriptError, ScriptErrorKind};
+
+/// The only currency the office bills in.
+pub const CURRENCY: &str = "IDR";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub code: String,
+    pub label: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub items: Vec<LineItem>,
+    /// INVARIANT: exactly the sum of `items`' amounts; computed here, never by the script.
+    pub total: Decimal,
+    pub trace: Json,
+}
+
+impl Assessment {
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({
+            "total": decimal_string(self.total),
+            "currency": CURRENCY,
+            "items": self.items.iter().map(|i| serde_json::json!({
+                "code": i.code,
+                "label": i.label,
+                "amount": decimal_string(i.amount),
+            })).collect::<Vec<_>>(),
+            "trace": self.trace,
+        })
+    }
+}
+
+/// Reads what `levy(data, params)` returned: `#{ items: [#{code, label, amount}], trace: #{..} }`.
+pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError> {
+    let bad = |message: String| ScriptError {
+        kind: ScriptErrorKind::Runtime,
+        location: Diagnostic::new(file, 0, 0, ""),
+        message,
+    };
+    let map = value
+        .try_cast::<Map>()
+        .ok_or_else(|| bad("levy must return a map `#{ items: [...], trace: #{...} }`".into()))?;
+    let items = map
+        .get("items")
+        .and_then(|i| i.clone().try_cast::<rhai::Array>())
+        .ok_or_else(|| bad("levy result needs `items`, an array".into()))?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut total = Decimal::ZERO;
+    for (n, item) in items.into_iter().enumerate() {
+        let item = item.try_cast::<Map>().ok_or_else(|| {
+            bad(format!(
+                "levy item {n} must be a map `#{{code, label, amount}}`"
+            ))
+        })?;
+        let text = |key: &str| {
+            item.get(key)
+                .and_then(|v| v.clone().try_cast::<ImmutableString>())
+                .map(|s| s.to_string())
+        };
+        let code = text("code").ok_or_else(|| bad(format!("levy item {n} needs a text `code`")))?;
+        let label = text("label").unwrap_or_else(|| code.clone());
+        let amount = item
+            .get("amount")
+            .and_then(|a| crate::scripts::api::to_decimal(a).ok())
+            .ok_or_else(|| bad(format!("levy item `{code}` needs a numeric `amount`")))?;
+        total = total
+            .checked_add(amount)
+            .ok_or_else(|| bad("levy total overflows".into()))?;
+        out.push(LineItem {
+            code,
+            label,
+            amount,
+        });
+    }
+    let trace = map.get("trace").map_or(Json::Null, dynamic_to_json);
+    Ok(Assessment {
+        items: out,
+        total,
+        trace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_is_the_exact_sum_of_items() {
+        let mut a = Map::new();
+        a.insert("code".into(), Dynamic::from("a"));
+        a.insert(
+            "amount".into(),
+            Dynamic::from_decimal(Decimal::from_str_exact("0.1").unwrap()),
+        );
+        let mut b = Map::new();
+        b.insert("code".into(), Dynamic::from("b"));
+        b.insert(
+            "amount".into(),
+            Dynamic::from_decimal(Decimal::from_str_exact("0.2").unwrap()),
+        );
+        let mut m = Map::new();
+        m.insert(
+            "items".into(),
+            Dynamic::from_array(vec![a.into(), b.into()]),
+        );
+        let out = from_script(Dynamic::from_map(m), "p/levy.rhai").unwrap();
+        assert_eq!(out.total, Decimal::from_str_exact("0.3").unwrap());
+        assert_eq!(out.to_json()["total"], "0.3");
+    }
+
+    #[test]
+    fn malformed_results_are_script_errors() {
+        assert!(from_script(Dynamic::from(1_i64), "p/levy.rhai").is_err());
+        let mut m = Map::new();
+        m.insert(
+            "items".into(),
+            Dynamic::from_array(vec![Dynamic::from("x")]),
+        );
+        let e = from_script(Dynamic::from_map(m), "p/levy.rhai").unwrap_err();
+        assert!(e.message.contains("item 0"), "{e}");
+    }
+}

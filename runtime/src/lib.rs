@@ -1,0 +1,24 @@
+//! Pintu: permit types as hot-reloaded Rhai rules, stored in redb, served over HTTP.
+//!
+//! The map of the crate, in the order a request meets it:
+//! - [`api`] — axum routes, auth, size limits, the one error type of the HTTP surface;
+//! - [`app`] — the running service: active release, reloads, evaluation, recording;
+//! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
+//! - [`watch`] — file events → candidate releases;
+//! - [`permits`], [`levy`] — the domain: forms, checks, levy line items;
+//! - [`scripts`] — the Rhai engine, sandbox limits and script API;
+//! - [`store`] — the only code that touches redb;
+//! - [`auth`], [`config`], [`diagnostic`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod diagnostic;
+pub mod levy;
+pub mod metrics;
+pub mod permits;
+pub mod release;
+pub mod scripts;
+pub mod store;
+pub mod watch;

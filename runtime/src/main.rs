@@ -1,0 +1,193 @@
+//! The `pintu` command: serve the rules, check a rules folder, manage API tokens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use pintu::config::{Config, Limits, DEFAULT_DATA_DIR};
+use pintu::release::{self, SourceTree};
+
+#[derive(Parser)]
+#[command(
+    name = "pintu",
+    version,
+    about = "Rules-and-plugin runtime for regional permit offices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the rules over HTTP, reloading them when they change.
+    Serve {
+        /// Optional pintu.toml with the same settings plus every limit.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rules folder [default: ./rules]
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Data folder [default: ./data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8080]
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Build a release from a rules folder and run every fixture; non-zero exit on any problem.
+    Check {
+        /// Rules folder to check.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+        /// Optional pintu.toml whose limits apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Write Rhai definition files (for editor completion) of the script API into a folder.
+    Definitions {
+        /// Output folder.
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its hash is stored.
+    Create {
+        /// One of: admin, front_office, back_office, kabid_pelayanan, tim_teknis, kepala_dinas.
+        #[arg(long)]
+        role: String,
+        /// Who or what the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Data folder [default: ./data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            rules,
+            data,
+            bind,
+        } => Config::resolve(config.as_deref(), rules, data, bind)
+            .context("configuration")
+            .and_then(serve),
+        Command::Check { dir, config } => check(&dir, config),
+        Command::Token {
+            command: TokenCommand::Create { role, label, data },
+        } => token_create(&role, &label, data),
+        Command::Definitions { out } => definitions(&out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store = pintu::store::Store::open(&config.data_dir, config.limits.max_commit_batch)?;
+        tracing::info!("database {}", store.path().display());
+        if let Some(path) = pintu::auth::ensure_admin(&store, &config.data_dir)? {
+            tracing::info!(
+                "created the first admin token in {} (readable by this user only)",
+                path.display()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        tracing::info!("rules folder {}", config.rules_dir.display());
+        let app = Arc::new(pintu::app::App::new(config, store));
+        app.start().await?;
+        pintu::api::serve(app, listener).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let limits = match config {
+        Some(path) => Config::resolve(Some(&path), None, None, None)?.limits,
+        None => Limits::default(),
+    };
+    let tree = match SourceTree::read_dir(dir, &limits) {
+        Ok(t) => t,
+        Err(diags) => {
+            for d in &diags {
+                println!("{d}");
+            }
+            println!("cannot read {}: {} problems", dir.display(), diags.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report = match release::build(tree, &limits) {
+        Ok(r) => r.report,
+        Err(report) => report,
+    };
+    for d in &report.diagnostics {
+        println!("{d}");
+        if let (Some(e), Some(a)) = (&d.expected, &d.actual) {
+            println!("    expected: {e}");
+            println!("    actual:   {a}");
+        }
+    }
+    println!("{}", report.summary());
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn token_create(role: &str, label: &str, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let data = data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let store = pintu::store::Store::open(&data, 1).context(
+        "cannot open the database (while `pintu serve` runs, create tokens with POST /admin/tokens)",
+    )?;
+    let (token, record) = pintu::auth::create_token(&store, role, label)?;
+    store.close();
+    eprintln!(
+        "created token {} with role {}; it is shown only once:",
+        record.id, record.role
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn definitions(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(out)?;
+    let host = pintu::scripts::ScriptHost::new(&Limits::default(), Default::default());
+    host.engine()
+        .definitions()
+        .include_standard_packages(false)
+        .write_to_dir(out)
+        .with_context(|| format!("writing definitions to {}", out.display()))?;
+    println!("wrote Rhai definitions to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}

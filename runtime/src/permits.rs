@@ -1,0 +1,382 @@
+//! Permit types: one folder each, `permit.toml` plus optional `validate.rhai` and `levy.rhai`.
+
+pub mod fields;
+pub mod fixtures;
+
+use std::collections::BTreeMap;
+
+use rhai::{Dynamic, Map};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::diagnostic::Diagnostic;
+use crate::levy::{self, Assessment};
+use crate::scripts::{Script, ScriptError, ScriptErrorKind, ScriptHost};
+use fields::{check_record, Field, FieldDef, FieldError};
+
+/// A document the applicant must (or may) supply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub code: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `permit.toml` as written; `[params]` and `[tables]` are read separately with their exact
+/// literal text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermitFile {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    documents_field: Option<String>,
+    #[serde(default)]
+    fields: Vec<FieldDef>,
+    #[serde(default)]
+    requirements: Vec<Requirement>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "read exactly through toml_edit")]
+    params: toml::Table,
+    #[serde(default)]
+    #[allow(dead_code, reason = "read exactly through toml_edit")]
+    tables: toml::Table,
+}
+
+/// One permit type of a release, compiled and ready to evaluate.
+pub struct Permit {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub fields: Vec<Field>,
+    pub requirements: Vec<Requirement>,
+    pub documents_field: Option<String>,
+    /// `[params]` plus `tables`, exactly as scripts see them.
+    pub params: Map,
+    pub validate: Option<Script>,
+    pub levy: Option<Script>,
+    pub fixtures: Vec<(String, fixtures::Fixture)>,
+}
+
+/// The outcome of checking an application's data.
+pub struct Checked {
+    /// The data converted to exact script values (only meaningful when `errors` is empty).
+    pub data: Map,
+    pub errors: Vec<FieldError>,
+}
+
+/// The files of one permit folder, keyed by their path inside the folder.
+pub type PermitFiles<'a> = BTreeMap<&'a str, &'a str>;
+
+impl Permit {
+    /// Builds the permit `id` from its folder's files; every problem becomes a diagnostic.
+    pub fn load(
+        id: &str,
+        files: &PermitFiles<'_>,
+        host: &ScriptHost,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        let toml_path = format!("{id}/permit.toml");
+        let Some(source) = files.get("permit.toml") else {
+            return Err(vec![Diagnostic::new(
+                format!("{id}/"),
+                0,
+                0,
+                "permit folder has no permit.toml",
+            )]);
+        };
+        let file: PermitFile = match toml::from_str(source) {
+            Ok(f) => f,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                return Err(vec![Diagnostic::at_offset(
+                    toml_path,
+                    source,
+                    offset,
+                    e.message().trim_end().to_owned(),
+                )]);
+            }
+        };
+        let doc: toml_edit::DocumentMut = match source.parse() {
+            Ok(d) => d,
+            Err(e) => return Err(vec![Diagnostic::file(toml_path, e.to_string())]),
+        };
+
+        let mut params = match doc
+            .get("params")
+            .map(crate::scripts::value::toml_to_dynamic)
+        {
+            None => Map::new(),
+            Some(Ok(p)) => p.try_cast::<Map>().unwrap_or_default(),
+            Some(Err(e)) => {
+                diags.push(Diagnostic::file(&toml_path, format!("[params]: {e}")));
+                Map::new()
+            }
+        };
+        if params.contains_key("tables") {
+            diags.push(Diagnostic::file(
+                &toml_path,
+                "`tables` is reserved in [params]; declare reference tables under [tables.<name>]",
+            ));
+        }
+        let mut tables = match doc
+            .get("tables")
+            .map(crate::scripts::value::toml_to_dynamic)
+        {
+            None => Map::new(),
+            Some(Ok(t)) => t.try_cast::<Map>().unwrap_or_default(),
+            Some(Err(e)) => {
+                diags.push(Diagnostic::file(&toml_path, format!("[tables]: {e}")));
+                Map::new()
+            }
+        };
+        for (path, text) in files.iter().filter(|(p, _)| p.starts_with("tables/")) {
+            let full = format!("{id}/{path}");
+            let Some(name) = path
+                .strip_prefix("tables/")
+                .and_then(|n| n.strip_suffix(".toml"))
+                .filter(|n| !n.contains('/'))
+            else {
+                diags.push(Diagnostic::file(
+                    full,
+                    "reference tables are `tables/<name>.toml` files",
+                ));
+                continue;
+            };
+            match text.parse::<toml_edit::DocumentMut>() {
+                Ok(doc) => match crate::scripts::value::toml_to_dynamic(doc.as_item()) {
+                    Ok(t) => {
+                        if tables.insert(name.into(), t).is_some() {
+                            diags.push(Diagnostic::file(
+                                full,
+                                format!("table `{name}` is also declared in permit.toml"),
+                            ));
+                        }
+                    }
+                    Err(e) => diags.push(Diagnostic::file(full, e)),
+                },
+                Err(e) => diags.push(Diagnostic::at_offset(
+                    full,
+                    text,
+                    e.span().map_or(0, |s| s.start),
+                    e.message().trim_end().to_owned(),
+                )),
+            }
+        }
+        params.insert("tables".into(), Dynamic::from_map(tables));
+
+        let mut fields = Vec::new();
+        for def in file.fields {
+            match Field::compile(def, "") {
+                Ok(f) => {
+                    if fields.iter().any(|g: &Field| g.def.name == f.def.name) {
+                        diags.push(Diagnostic::file(
+                            &toml_path,
+                            format!("field `{}` is declared twice", f.def.name),
+                        ));
+                    }
+                    fields.push(f);
+                }
+                Err(e) => diags.push(Diagnostic::file(&toml_path, e)),
+            }
+        }
+        if let Some(doc_field) = &file.documents_field {
+            if !fields.iter().any(|f| &f.def.name == doc_field) {
+                diags.push(Diagnostic::file(
+                    &toml_path,
+                    format!("documents_field `{doc_field}` is not a declared field"),
+                ));
+            }
+        }
+
+        let mut compile = |name: &str, func: &str| -> Option<Script> {
+            let text = files.get(name)?;
+            let path = format!("{id}/{name}");
+            match host.compile(&path, text) {
+                Ok(s) if s.has_fn(func, 2) => Some(s),
+                Ok(_) => {
+                    diags.push(Diagnostic::file(
+                        &path,
+                        format!("must define `fn {func}(data, params)`"),
+                    ));
+                    None
+                }
+                Err(d) => {
+                    diags.push(d);
+                    None
+                }
+            }
+        };
+        let validate = compile("validate.rhai", "validate");
+        let levy = compile("levy.rhai", "levy");
+        for path in files.keys().filter(|p| p.ends_with(".rhai")) {
+            if !matches!(*path, "validate.rhai" | "levy.rhai") {
+                diags.push(Diagnostic::file(
+                    format!("{id}/{path}"),
+                    "unknown script (a permit has validate.rhai and levy.rhai; shared code goes in lib/)",
+                ));
+            }
+        }
+
+        let mut fixture_list = Vec::new();
+        for (path, text) in files.iter().filter(|(p, _)| p.starts_with("tests/")) {
+            let full = format!("{id}/{path}");
+            if !path.ends_with(".json") {
+                diags.push(Diagnostic::file(
+                    full,
+                    "fixtures are `tests/<name>.json` files",
+                ));
+                continue;
+            }
+            match fixtures::Fixture::parse(&full, text) {
+                Ok(f) => fixture_list.push((full, f)),
+                Err(d) => diags.push(d),
+            }
+        }
+
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            name: file.name,
+            description: file.description,
+            fields,
+            requirements: file.requirements,
+            documents_field: file.documents_field,
+            params,
+            validate,
+            levy,
+            fixtures: fixture_list,
+        })
+    }
+
+    /// Runtime field checks, the document checklist, then `validate.rhai`.
+    pub fn check(
+        &self,
+        host: &ScriptHost,
+        data: &Json,
+        params: &Map,
+    ) -> Result<Checked, ScriptError> {
+        let Some(object) = data.as_object() else {
+            return Ok(Checked {
+                data: Map::new(),
+                errors: vec![FieldError::new("data", "must be an object")],
+            });
+        };
+        let (typed, mut errors) = check_record(&self.fields, object, "");
+        if let Some(doc_field) = &self.documents_field {
+            self.check_documents(typed.get(doc_field.as_str()), doc_field, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Ok(Checked {
+                data: typed,
+                errors,
+            });
+        }
+        if let Some(script) = &self.validate {
+            let out = host.call(
+                script,
+                "validate",
+                (
+                    Dynamic::from_map(typed.clone()),
+                    Dynamic::from_map(params.clone()),
+                ),
+            )?;
+            errors = script_errors(out, script.file())?;
+        }
+        Ok(Checked {
+            data: typed,
+            errors,
+        })
+    }
+
+    fn check_documents(
+        &self,
+        supplied: Option<&Dynamic>,
+        field: &str,
+        errors: &mut Vec<FieldError>,
+    ) {
+        let supplied: Vec<String> = supplied
+            .and_then(|d| d.clone().try_cast::<rhai::Array>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.to_string())
+            .collect();
+        for code in &supplied {
+            if !self.requirements.iter().any(|r| &r.code == code) {
+                errors.push(FieldError::new(field, format!("unknown document `{code}`")));
+            }
+        }
+        for req in self.requirements.iter().filter(|r| r.required) {
+            if !supplied.contains(&req.code) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("missing required document `{}` ({})", req.code, req.name),
+                ));
+            }
+        }
+    }
+
+    /// Runs `levy.rhai` on checked data. `None` when the permit has no levy.
+    pub fn assess(
+        &self,
+        host: &ScriptHost,
+        data: Map,
+        params: &Map,
+    ) -> Result<Option<Assessment>, ScriptError> {
+        let Some(script) = &self.levy else {
+            return Ok(None);
+        };
+        let out = host.call(
+            script,
+            "levy",
+            (Dynamic::from_map(data), Dynamic::from_map(params.clone())),
+        )?;
+        levy::from_script(out, script.file()).map(Some)
+    }
+
+    /// The permit's form and requirements as the API shows them.
+    pub fn describe(&self) -> Json {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "has_levy": self.levy.is_some(),
+            "fields": self.fields.iter().map(|f| &f.def).collect::<Vec<_>>(),
+            "requirements": self.requirements,
+            "documents_field": self.documents_field,
+        })
+    }
+}
+
+fn script_errors(out: Dynamic, file: &str) -> Result<Vec<FieldError>, ScriptError> {
+    let bad = || ScriptError {
+        kind: ScriptErrorKind::Runtime,
+        location: Diagnostic::new(file, 0, 0, ""),
+        message: "validate must return an array of `#{ field: \"...\", message: \"...\" }`".into(),
+    };
+    let items = out.try_cast::<rhai::Array>().ok_or_else(bad)?;
+    items
+        .into_iter()
+        .map(|item| {
+            let map = item.try_cast::<Map>().ok_or_else(bad)?;
+            let text = |k: &str| {
+                map.get(k)
+                    .filter(|v| v.is_string())
+                    .map(|v| v.to_string())
+                    .ok_or_else(bad)
+            };
+            Ok(FieldError::new(text("field")?, text("message")?))
+        })
+        .collect()
+}

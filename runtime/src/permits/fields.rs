@@ -1,0 +1,434 @@
+//! The form's data dictionary: field types and constraints declared in `permit.toml`, checked by
+//! the runtime before any script runs, and the exact conversion of request JSON to script values.
+
+use regex::Regex;
+use rhai::{Dynamic, Map};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::scripts::api::{parse_date, parse_decimal};
+use crate::scripts::value::decimal_string;
+
+/// One error in the shape every check (runtime or script) reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Text,
+    Integer,
+    Decimal,
+    Date,
+    Boolean,
+    Enum,
+    List,
+}
+
+/// A decimal bound written in TOML as a string (`"0.5"`) or an integer; never a float, so the
+/// bound is exactly what the author wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub Decimal);
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        use serde::de::Error;
+        match Raw::deserialize(d).map_err(|_| {
+            D::Error::custom("write decimal bounds as strings (e.g. \"0.5\") or integers")
+        })? {
+            Raw::Int(i) => Ok(Self(Decimal::from(i))),
+            Raw::Text(s) => parse_decimal(s.trim())
+                .map(Self)
+                .ok_or_else(|| D::Error::custom(format!("`{s}` is not a decimal"))),
+        }
+    }
+}
+
+impl Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&decimal_string(self.0))
+    }
+}
+
+/// A field as declared in `permit.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greater_than: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub less_than: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_items: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+    /// The record of a `list` field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldDef>,
+}
+
+/// A field ready to check values: its declaration plus the compiled pattern.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub def: FieldDef,
+    pattern: Option<Regex>,
+    record: Vec<Field>,
+}
+
+impl Field {
+    /// Checks the declaration itself; errors name the field path.
+    pub fn compile(def: FieldDef, path: &str) -> Result<Self, String> {
+        let here = if path.is_empty() {
+            def.name.clone()
+        } else {
+            format!("{path}.{}", def.name)
+        };
+        if def.name.is_empty()
+            || !def
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "field `{here}`: names use letters, digits and `_` only"
+            ));
+        }
+        if def.kind == FieldType::Enum && def.values.is_empty() {
+            return Err(format!("field `{here}`: an enum needs `values`"));
+        }
+        if def.kind == FieldType::List && def.fields.is_empty() {
+            return Err(format!(
+                "field `{here}`: a list needs its record's `fields`"
+            ));
+        }
+        if def.kind != FieldType::List && !def.fields.is_empty() {
+            return Err(format!("field `{here}`: only a list has `fields`"));
+        }
+        let pattern = def
+            .pattern
+            .as_deref()
+            .map(|p| Regex::new(&format!("^(?:{p})$")))
+            .transpose()
+            .map_err(|e| format!("field `{here}`: invalid pattern: {e}"))?;
+        let record = def
+            .fields
+            .iter()
+            .cloned()
+            .map(|f| Field::compile(f, &here))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &record {
+            if !seen.insert(f.def.name.clone()) {
+                return Err(format!("field `{here}.{}` is declared twice", f.def.name));
+            }
+        }
+        Ok(Self {
+            def,
+            pattern,
+            record,
+        })
+    }
+}
+
+/// Checks `data` against the declared fields and converts it to the script's typed map.
+/// Every problem is reported, not just the first.
+pub fn check_record(
+    fields: &[Field],
+    data: &serde_json::Map<String, Json>,
+    path: &str,
+) -> (Map, Vec<FieldError>) {
+    let mut out = Map::new();
+    let mut errors = Vec::new();
+    let name_of = |n: &str| {
+        if path.is_empty() {
+            n.to_owned()
+        } else {
+            format!("{path}.{n}")
+        }
+    };
+    for key in data.keys() {
+        if !fields.iter().any(|f| &f.def.name == key) {
+            errors.push(FieldError::new(name_of(key), "unknown field"));
+        }
+    }
+    for field in fields {
+        let name = name_of(&field.def.name);
+        match data.get(&field.def.name) {
+            None | Some(Json::Null) => {
+                if field.def.required {
+                    errors.push(FieldError::new(name, "is required"));
+                }
+            }
+            Some(value) => match check_value(field, value, &name, &mut errors) {
+                Some(v) => {
+                    out.insert(field.def.name.as_str().into(), v);
+                }
+                None => continue,
+            },
+        }
+    }
+    (out, errors)
+}
+
+fn check_value(
+    field: &Field,
+    value: &Json,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Dynamic> {
+    let def = &field.def;
+    let mut fail = |m: String| {
+        errors.push(FieldError::new(name, m));
+        None
+    };
+    match def.kind {
+        FieldType::Text => {
+            let Json::String(s) = value else {
+                return fail("must be text".into());
+            };
+            let len = s.chars().count();
+            if let Some(min) = def.min_length.filter(|m| len < *m) {
+                return fail(format!("must be at least {min} characters"));
+            }
+            if let Some(max) = def.max_length.filter(|m| len > *m) {
+                return fail(format!("must be at most {max} characters"));
+            }
+            if let Some(p) = &field.pattern {
+                if !p.is_match(s) {
+                    return fail(format!(
+                        "does not match the required format `{}`",
+                        def.pattern.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+            Some(Dynamic::from(s.clone()))
+        }
+        FieldType::Enum => {
+            let Json::String(s) = value else {
+                return fail(format!("must be one of: {}", def.values.join(", ")));
+            };
+            if !def.values.contains(s) {
+                return fail(format!("`{s}` is not one of: {}", def.values.join(", ")));
+            }
+            Some(Dynamic::from(s.clone()))
+        }
+        FieldType::Boolean => match value {
+            Json::Bool(b) => Some(Dynamic::from_bool(*b)),
+            _ => fail("must be true or false".into()),
+        },
+        FieldType::Date => {
+            let Json::String(s) = value else {
+                return fail("must be a date (YYYY-MM-DD)".into());
+            };
+            if parse_date(s).is_err() {
+                return fail(format!("`{s}` is not a date (YYYY-MM-DD)"));
+            }
+            Some(Dynamic::from(s.clone()))
+        }
+        FieldType::Integer | FieldType::Decimal => {
+            let text = match value {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.trim().to_owned(),
+                _ => return fail(format!("must be {}", kind_word(def.kind))),
+            };
+            let Some(d) = parse_decimal(&text) else {
+                return fail(format!("`{text}` is not {}", kind_word(def.kind)));
+            };
+            if def.kind == FieldType::Integer && !d.fract().is_zero() {
+                return fail(format!("`{text}` is not a whole number"));
+            }
+            if let Some(m) = def.min.filter(|m| d < m.0) {
+                return fail(format!("must be at least {}", decimal_string(m.0)));
+            }
+            if let Some(m) = def.max.filter(|m| d > m.0) {
+                return fail(format!("must be at most {}", decimal_string(m.0)));
+            }
+            if let Some(m) = def.greater_than.filter(|m| d <= m.0) {
+                return fail(format!("must be greater than {}", decimal_string(m.0)));
+            }
+            if let Some(m) = def.less_than.filter(|m| d >= m.0) {
+                return fail(format!("must be less than {}", decimal_string(m.0)));
+            }
+            if def.kind == FieldType::Integer {
+                match rust_decimal::prelude::ToPrimitive::to_i64(&d) {
+                    Some(i) => Some(Dynamic::from_int(i)),
+                    None => fail(format!("`{text}` is too large")),
+                }
+            } else {
+                Some(Dynamic::from_decimal(d))
+            }
+        }
+        FieldType::List => {
+            let Json::Array(items) = value else {
+                return fail("must be a list".into());
+            };
+            if let Some(min) = def.min_items.filter(|m| items.len() < *m) {
+                return fail(format!("must have at least {min} entries"));
+            }
+            if let Some(max) = def.max_items.filter(|m| items.len() > *m) {
+                return fail(format!("must have at most {max} entries"));
+            }
+            let mut out = Vec::with_capacity(items.len());
+            let before = errors.len();
+            for (i, item) in items.iter().enumerate() {
+                let item_name = format!("{name}[{i}]");
+                let Json::Object(record) = item else {
+                    errors.push(FieldError::new(item_name, "must be an object"));
+                    continue;
+                };
+                let (map, mut errs) = check_record(&field.record, record, &item_name);
+                errors.append(&mut errs);
+                out.push(Dynamic::from_map(map));
+            }
+            (errors.len() == before).then(|| Dynamic::from_array(out))
+        }
+    }
+}
+
+fn kind_word(kind: FieldType) -> &'static str {
+    if kind == FieldType::Integer {
+        "a whole number"
+    } else {
+        "a decimal number"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(toml_src: &str) -> Vec<Field> {
+        #[derive(Deserialize)]
+        struct F {
+            fields: Vec<FieldDef>,
+        }
+        let f: F = toml::from_str(toml_src).unwrap();
+        f.fields
+            .into_iter()
+            .map(|d| Field::compile(d, "").unwrap())
+            .collect()
+    }
+
+    fn check(fields: &[Field], json: &str) -> (Map, Vec<FieldError>) {
+        let v: Json = serde_json::from_str(json).unwrap();
+        check_record(fields, v.as_object().unwrap(), "")
+    }
+
+    const FORM: &str = r#"
+[[fields]]
+name = "luas"
+type = "decimal"
+required = true
+greater_than = "0"
+[[fields]]
+name = "lantai"
+type = "integer"
+required = true
+min = 1
+max = 20
+[[fields]]
+name = "fungsi"
+type = "enum"
+values = ["usaha", "hunian"]
+[[fields]]
+name = "nik"
+type = "text"
+pattern = "[0-9]{16}"
+[[fields]]
+name = "items"
+type = "list"
+max_items = 2
+  [[fields.fields]]
+  name = "volume"
+  type = "decimal"
+  required = true
+"#;
+
+    #[test]
+    fn valid_data_converts_exactly() {
+        let f = fields(FORM);
+        let (map, errs) = check(
+            &f,
+            r#"{"luas": 1250.5, "lantai": "5", "items": [{"volume": "0.1"}]}"#,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(map["luas"].clone().cast::<Decimal>().to_string(), "1250.5");
+        assert_eq!(map["lantai"].as_int().unwrap(), 5);
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let f = fields(FORM);
+        let (_, errs) = check(
+            &f,
+            r#"{"luas": 0, "lantai": 2.5, "fungsi": "pabrik", "nik": "12", "x": 1, "items": [{}, {"volume": 1}, {"volume": 2}]}"#,
+        );
+        let named: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            named,
+            ["x", "luas", "lantai", "fungsi", "nik", "items"],
+            "{errs:?}"
+        );
+        let (_, errs) = check(&f, r#"{"luas": 1, "lantai": 1, "items": [{}]}"#);
+        assert_eq!(errs, [FieldError::new("items[0].volume", "is required")]);
+    }
+
+    #[test]
+    fn missing_required_fields_are_reported() {
+        let f = fields(FORM);
+        let (_, errs) = check(&f, "{}");
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|e| e.message == "is required"));
+    }
+
+    #[test]
+    fn float_bounds_are_refused() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct F {
+            fields: Vec<FieldDef>,
+        }
+        let r: Result<F, _> = toml::from_str("[[fields]]\nname='a'\ntype='decimal'\nmin=0.5\n");
+        assert!(r.is_err());
+    }
+}

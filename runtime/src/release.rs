@@ -1,0 +1,244 @@
+//! A release is the whole rules tree, identified by its content hash, compiled and tested as one.
+//! Candidates that fail anything are never served.
+
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Limits;
+use crate::diagnostic::Diagnostic;
+use crate::permits::{fixtures, Permit, PermitFiles};
+use crate::scripts::ScriptHost;
+pub use source::SourceTree;
+
+/// Folder of shared Rhai modules inside the rules tree.
+pub const LIB_DIR: &str = "lib";
+
+/// A built, fully tested release.
+pub struct Release {
+    pub id: String,
+    pub sources: SourceTree,
+    pub host: ScriptHost,
+    pub permits: BTreeMap<String, Permit>,
+    pub report: BuildReport,
+}
+
+/// What building a candidate found; kept for accepted and rejected candidates alike.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BuildReport {
+    pub release: String,
+    pub permits: usize,
+    pub fixtures_passed: usize,
+    pub fixtures_failed: usize,
+    pub diagnostics: Vec<Diagnostic>,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl BuildReport {
+    pub fn ok(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+
+    /// One line for logs and the end of `pintu check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems ({} ms)",
+            self.release,
+            self.permits,
+            self.fixtures_passed,
+            self.fixtures_failed,
+            self.diagnostics.len(),
+            self.duration.as_millis()
+        )
+    }
+}
+
+/// Builds a candidate from `tree`: parse, compile, load every permit, run every fixture.
+pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> {
+    let started = Instant::now();
+    let mut report = BuildReport {
+        release: tree.id().to_owned(),
+        ..BuildReport::default()
+    };
+
+    let mut libs = BTreeMap::new();
+    let mut folders: BTreeMap<&str, PermitFiles<'_>> = BTreeMap::new();
+    for (path, text) in tree.files() {
+        let Some((top, rest)) = path.split_once('/') else {
+            continue; // top-level files (README and the like) are documentation
+        };
+        if top == LIB_DIR {
+            match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
+                Some(name) => {
+                    libs.insert(name.to_owned(), (path.clone(), text.clone()));
+                }
+                None if rest.ends_with(".md") => {}
+                None => report.diagnostics.push(Diagnostic::file(
+                    path,
+                    "lib/ holds only `<name>.rhai` modules",
+                )),
+            }
+            continue;
+        }
+        folders.entry(top).or_default().insert(rest, text.as_str());
+    }
+
+    let host = ScriptHost::new(limits, libs);
+    report.diagnostics.extend(host.check_libs());
+
+    let mut permits = BTreeMap::new();
+    for (id, files) in &folders {
+        if !valid_id(id) {
+            report.diagnostics.push(Diagnostic::new(
+                format!("{id}/"),
+                0,
+                0,
+                format!("permit id `{id}` must be lowercase letters, digits, `-` or `_`"),
+            ));
+            continue;
+        }
+        match Permit::load(id, files, &host) {
+            Ok(p) => {
+                permits.insert((*id).to_owned(), p);
+            }
+            Err(mut d) => report.diagnostics.append(&mut d),
+        }
+    }
+    report.permits = permits.len();
+
+    for permit in permits.values() {
+        for (file, fixture) in &permit.fixtures {
+            match fixtures::run(permit, &host, file, fixture) {
+                Ok(()) => report.fixtures_passed += 1,
+                Err(d) => {
+                    report.fixtures_failed += 1;
+                    report.diagnostics.push(d);
+                }
+            }
+        }
+    }
+    if permits.is_empty() && report.diagnostics.is_empty() {
+        report.diagnostics.push(Diagnostic::new(
+            "",
+            0,
+            0,
+            "the rules folder defines no permit type",
+        ));
+    }
+    report.duration = started.elapsed();
+    if !report.ok() {
+        return Err(report);
+    }
+    Ok(Release {
+        id: tree.id().to_owned(),
+        sources: tree,
+        host,
+        permits,
+        report,
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    id.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> SourceTree {
+        SourceTree::from_files(
+            files
+                .iter()
+                .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+                .collect(),
+        )
+    }
+
+    const PERMIT: &str = "name = \"Uji\"\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n[params]\nrate = 0.1\n";
+    const LEVY: &str = "fn levy(data, params) {\n  #{ items: [#{ code: \"a\", label: \"A\", amount: data.x * params.rate }] }\n}\n";
+    const FIXTURE: &str = r#"{"data": {"x": "10"}, "expect": {"total": "1"}}"#;
+
+    #[test]
+    fn a_good_tree_builds_and_runs_its_fixtures() {
+        let r = build(
+            tree(&[
+                ("uji/permit.toml", PERMIT),
+                ("uji/levy.rhai", LEVY),
+                ("uji/tests/a.json", FIXTURE),
+            ]),
+            &Limits::default(),
+        )
+        .map_err(|r| r.diagnostics)
+        .unwrap();
+        assert_eq!(r.report.fixtures_passed, 1);
+        assert_eq!(r.permits.len(), 1);
+    }
+
+    #[test]
+    fn a_failing_fixture_says_expected_and_actual() {
+        let bad = r#"{"data": {"x": "10"}, "expect": {"total": "2"}}"#;
+        let report = build(
+            tree(&[
+                ("uji/permit.toml", PERMIT),
+                ("uji/levy.rhai", LEVY),
+                ("uji/tests/a.json", bad),
+            ]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(report.fixtures_failed, 1);
+        let d = &report.diagnostics[0];
+        assert_eq!(d.file, "uji/tests/a.json");
+        assert_eq!(d.message, "expected total 2, got 1");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let report = build(
+            tree(&[
+                ("uji/permit.toml", PERMIT),
+                ("uji/levy.rhai", "fn levy(data, params) {\n  let = 1;\n}\n"),
+            ]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        let d = &report.diagnostics[0];
+        assert_eq!((d.file.as_str(), d.line), ("uji/levy.rhai", 2), "{d}");
+    }
+
+    #[test]
+    fn toml_errors_are_located() {
+        let report = build(
+            tree(&[("uji/permit.toml", "name = \"Uji\"\nfields = 3\n")]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(report.diagnostics[0].line, 2, "{}", report.diagnostics[0]);
+    }
+
+    #[test]
+    fn same_content_same_id() {
+        let a = tree(&[("uji/permit.toml", PERMIT)]);
+        let b = tree(&[("uji/permit.toml", PERMIT)]);
+        let c = tree(&[("uji/permit.toml", "name = \"Lain\"\n")]);
+        assert_eq!(a.id(), b.id());
+        assert_ne!(a.id(), c.id());
+    }
+}

@@ -1,0 +1,88 @@
+//! The records kept in redb. Each is stored as JSON inside an [`Envelope`] carrying its format
+//! version, so an older record can be recognised and migrated.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::diagnostic::Diagnostic;
+
+/// Version of every record format written by this build.
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub v: u32,
+    pub data: T,
+}
+
+/// An activated release (its sources live in their own table).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub permits: Vec<String>,
+    pub fixtures: usize,
+    pub files: usize,
+}
+
+/// Each time a release became the served one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActivationRecord {
+    pub release: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Every candidate built, accepted or rejected, with what was wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReloadRecord {
+    #[serde(default)]
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub trigger: String,
+    pub release: String,
+    pub accepted: bool,
+    pub permits: usize,
+    pub fixtures_passed: usize,
+    pub fixtures_failed: usize,
+    pub duration_ms: u64,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// One evaluation (validate or levy): what went in, what came out, under which release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecisionRecord {
+    #[serde(default)]
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub permit: String,
+    pub kind: String,
+    pub release: String,
+    pub input: Json,
+    pub output: Json,
+    pub duration_us: u64,
+}
+
+/// An API token; only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenRecord {
+    /// Short public handle (a prefix of the hash) that audit entries name.
+    pub id: String,
+    pub role: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An admin action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    #[serde(default)]
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub detail: Json,
+}

@@ -1,0 +1,184 @@
+//! The single writer thread behind group commit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::records::{
+    ActivationRecord, AuditRecord, DecisionRecord, ReleaseRecord, ReloadRecord, TokenRecord,
+};
+use super::{
+    encode, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META, META_ACTIVE,
+    RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+};
+
+/// One change to the database. Changes submitted together land in the same transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Store a release and its sources (idempotent: the id is the content hash).
+    Release {
+        record: ReleaseRecord,
+        sources: BTreeMap<String, String>,
+    },
+    /// Make a stored release the active one and log the activation.
+    Activate(ActivationRecord),
+    Reload(ReloadRecord),
+    Decision(DecisionRecord),
+    Token {
+        hash: String,
+        record: TokenRecord,
+    },
+    Audit(AuditRecord),
+}
+
+struct Job {
+    ops: Vec<Op>,
+    done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+}
+
+pub struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    pub fn start(db: Arc<Database>, max_batch: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
+        let thread = std::thread::Builder::new()
+            .name("pintu-store-writer".into())
+            .spawn(move || run(&db, &rx, max_batch.max(1), &counter))
+            .ok();
+        Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
+            commits,
+        }
+    }
+
+    pub fn submit(
+        &self,
+        ops: Vec<Op>,
+    ) -> Result<oneshot::Receiver<Result<Vec<u64>, StoreError>>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
+        let tx = guard.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(Job { ops, done }).map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Durable commits made so far (one per batch).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &AtomicU64) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut ops = batch.iter().map(|j| j.ops.len()).sum::<usize>();
+        while ops < max_batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    ops += job.ops.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(db, &batch) {
+            Ok(seqs) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (job, seqs) in batch.into_iter().zip(seqs) {
+                    let _ = job.done.send(Ok(seqs));
+                }
+            }
+            Err(e) => {
+                tracing::error!("store commit failed: {e}");
+                let message = e.to_string();
+                for job in batch {
+                    let _ = job.done.send(Err(StoreError::Storage(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[Job]) -> Result<Vec<Vec<u64>>, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    let mut all = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut seqs = Vec::new();
+        for op in &job.ops {
+            if let Some(seq) = apply(&txn, op)? {
+                seqs.push(seq);
+            }
+        }
+        all.push(seqs);
+    }
+    txn.commit()?;
+    Ok(all)
+}
+
+fn append(table: &mut Table<'_, u64, &[u8]>, bytes: &[u8]) -> Result<u64, StoreError> {
+    let next = table.last()?.map_or(1, |(k, _)| k.value() + 1);
+    table.insert(next, bytes)?;
+    Ok(next)
+}
+
+fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
+    Ok(match op {
+        Op::Release { record, sources } => {
+            txn.open_table(RELEASES)?
+                .insert(record.id.as_str(), encode(record)?.as_slice())?;
+            txn.open_table(RELEASE_SOURCES)?
+                .insert(record.id.as_str(), encode(sources)?.as_slice())?;
+            None
+        }
+        Op::Activate(activation) => {
+            txn.open_table(META)?
+                .insert(META_ACTIVE, encode(&activation.release)?.as_slice())?;
+            Some(append(
+                &mut txn.open_table(ACTIVATIONS)?,
+                &encode(activation)?,
+            )?)
+        }
+        Op::Reload(r) => Some(append(&mut txn.open_table(RELOADS)?, &encode(r)?)?),
+        Op::Decision(d) => {
+            let seq = append(&mut txn.open_table(DECISIONS)?, &encode(d)?)?;
+            txn.open_table(DECISIONS_BY_PERMIT)?
+                .insert((d.permit.as_str(), seq), ())?;
+            Some(seq)
+        }
+        Op::Token { hash, record } => {
+            txn.open_table(TOKENS)?
+                .insert(hash.as_str(), encode(record)?.as_slice())?;
+            None
+        }
+        Op::Audit(a) => Some(append(&mut txn.open_table(AUDIT)?, &encode(a)?)?),
+    })
+}
