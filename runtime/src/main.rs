@@ -110,16 +110,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let store = pintu::store::Store::open(&config.data_dir, config.limits.max_commit_batch)?;
+    tracing::info!("database {}", store.path().display());
+    if let Some(path) = pintu::auth::ensure_admin(&store, &config.data_dir)? {
+        tracing::info!(
+            "created the first admin token in {} (readable by this user only)",
+            path.display()
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let store = pintu::store::Store::open(&config.data_dir, config.limits.max_commit_batch)?;
-        tracing::info!("database {}", store.path().display());
-        if let Some(path) = pintu::auth::ensure_admin(&store, &config.data_dir)? {
-            tracing::info!(
-                "created the first admin token in {} (readable by this user only)",
-                path.display()
-            );
-        }
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;

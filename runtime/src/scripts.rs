@@ -20,7 +20,7 @@ use crate::diagnostic::Diagnostic;
 
 /// Why an evaluation failed, located in the rule source where possible.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{location}: {message}")]
+#[error("{}:{}:{}: {message}", location.file, location.line, location.column)]
 pub struct ScriptError {
     pub kind: ScriptErrorKind,
     pub location: Diagnostic,

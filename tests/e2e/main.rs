@@ -1,1 +1,15 @@
+//! End-to-end suites: the real `pintu` binary over real sockets, redb on disk.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
 
+mod api;
+mod cli;
+mod concurrency;
+mod hostile;
+mod reload;
+mod sample_rules;

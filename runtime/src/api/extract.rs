@@ -20,10 +20,16 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, app).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection, app.config.limits.max_body_bytes)),
-        }
+        // Syntax first (400), then shape (422): `[1, 2]` is valid JSON of the wrong shape.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, app).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => {
+                return Err(json_rejection(rejection, app.config.limits.max_body_bytes))
+            }
+        };
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|e| AppError::InvalidBody(format!("request body: {e}")))
     }
 }
 

@@ -1,0 +1,91 @@
+//! Clients keep calling `/levy` while the rules change many times: no request fails, and every
+//! response that names the same release carries the same total.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pintu_tests::{write_uji, Server};
+use serde_json::json;
+
+const CLIENTS: usize = 4;
+const CHANGES: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_while_rules_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "1");
+    let s = Arc::new(Server::start(&rules, &dir.path().join("data"), &[]));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let s = s.clone();
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut seen: Vec<(String, String)> = Vec::new();
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, v) = s
+                    .post("/v1/permits/uji/levy", json!({"data": {"x": 100}}))
+                    .await;
+                if status == 200 {
+                    seen.push((
+                        v["release"].as_str().unwrap_or("").to_owned(),
+                        v["total"].as_str().unwrap_or("").to_owned(),
+                    ));
+                } else {
+                    failures.push(format!("{status}: {v}"));
+                }
+            }
+            (seen, failures)
+        }));
+    }
+
+    let started = Instant::now();
+    let mut current = s.release().await;
+    let mut latencies = Vec::new();
+    for i in 0..CHANGES {
+        write_uji(&rules, &format!("{}.{}", i + 2, i));
+        let (next, took) = s
+            .wait_for_new_release(current.as_deref(), Duration::from_secs(30))
+            .await;
+        latencies.push(took);
+        current = Some(next);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let changes_took = started.elapsed();
+
+    let mut totals: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut requests = 0;
+    for c in clients {
+        let (seen, failures) = c.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "requests failed during reloads: {failures:?}"
+        );
+        requests += seen.len();
+        for (release, total) in seen {
+            totals.entry(release).or_default().insert(total);
+        }
+    }
+    for (release, set) in &totals {
+        assert_eq!(
+            set.len(),
+            1,
+            "release {release} answered different totals: {set:?}"
+        );
+    }
+    assert!(totals.len() > 1, "clients never saw a reload");
+    latencies.sort();
+    println!(
+        "{CHANGES} reloads in {:.1} s under load from {CLIENTS} clients; {requests} levy requests, all 200; \
+         {} releases observed; reload latency median {} ms, max {} ms",
+        changes_took.as_secs_f64(),
+        totals.len(),
+        latencies[latencies.len() / 2].as_millis(),
+        latencies.last().unwrap().as_millis()
+    );
+}

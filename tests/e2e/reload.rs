@@ -1,0 +1,161 @@
+//! Hot reload: good changes go live, broken ones never do and say why, rollback, and restart
+//! from the store when the folder is broken.
+
+use std::time::Duration;
+
+use pintu_tests::{write_file, write_uji, Server};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn levy_total(s: &Server) -> String {
+    let (status, v) = s
+        .post("/v1/permits/uji/levy", json!({"data": {"x": 100}}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["total"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn saved_changes_go_live_and_broken_ones_never_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "0.1");
+    let s = Server::start(&rules, &dir.path().join("data"), &[]);
+    let first = s.release().await.unwrap();
+    assert_eq!(levy_total(&s).await, "10");
+
+    // A good change, saved the way editors save (temp file + rename).
+    write_uji(&rules, "0.2");
+    let (second, took) = s.wait_for_new_release(Some(&first), WAIT).await;
+    println!("reload latency (save → served): {} ms", took.as_millis());
+    assert_eq!(levy_total(&s).await, "20");
+
+    // A syntax error: rejected, still serving the second release, reason located.
+    write_file(
+        &rules.join("uji/levy.rhai"),
+        "fn levy(data, params) {\n    let amount = data.x * ;\n}\n",
+    );
+    let reloads = s.wait_for_reloads(3, WAIT).await;
+    let rejected = &reloads[0];
+    assert_eq!(rejected["accepted"], false, "{rejected}");
+    let d = &rejected["diagnostics"][0];
+    assert_eq!(d["file"], "uji/levy.rhai");
+    assert_eq!(d["line"], 2);
+    assert!(d["column"].as_u64().unwrap() > 0);
+    assert!(
+        d["message"].as_str().unwrap().contains("syntax error"),
+        "{d}"
+    );
+    assert_eq!(s.release().await.as_deref(), Some(second.as_str()));
+    assert_eq!(levy_total(&s).await, "20");
+
+    // A change that compiles but breaks a fixture: rejected with expected vs actual.
+    write_file(&rules.join("uji/levy.rhai"), pintu_tests::UJI_LEVY);
+    write_file(
+        &rules.join("uji/tests/angka.json"),
+        r#"{"data": {"x": "3"}, "expect": {"total": "0.9"}}"#,
+    );
+    let reloads = s.wait_for_reloads(4, WAIT).await;
+    let rejected = &reloads[0];
+    assert_eq!(rejected["accepted"], false, "{rejected}");
+    let d = &rejected["diagnostics"][0];
+    assert_eq!(d["file"], "uji/tests/angka.json");
+    assert_eq!(d["message"], "expected total 0.9, got 0.6");
+    assert_eq!(d["expected"], "0.9");
+    assert_eq!(d["actual"]["total"], "0.6");
+    assert_eq!(levy_total(&s).await, "20");
+
+    // Fix the fixture: the tree now builds and goes live.
+    write_file(
+        &rules.join("uji/tests/angka.json"),
+        r#"{"data": {"x": "3"}, "expect": {"total": "0.6"}}"#,
+    );
+    let (third, _) = s.wait_for_new_release(Some(&second), WAIT).await;
+    assert_ne!(third, first);
+
+    // Roll back to the first release.
+    let (status, v) = s
+        .admin_post(&format!("/admin/releases/{first}/activate"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.release().await.as_deref(), Some(first.as_str()));
+    assert_eq!(levy_total(&s).await, "10");
+    let (status, v) = s
+        .admin_post("/admin/releases/0000000000000000/activate", json!({}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("unknown_release"))
+    );
+
+    // A manual reload picks the folder up again.
+    let (status, v) = s.admin_post("/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.release().await.as_deref(), Some(third.as_str()));
+
+    let (_, r) = s.admin_get("/admin/releases").await;
+    assert_eq!(r["releases"].as_array().unwrap().len(), 3, "{r}");
+    let (_, a) = s.admin_get("/admin/audit").await;
+    let actions: Vec<&str> = a["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["reload", "activate"]);
+}
+
+#[tokio::test]
+async fn restart_with_a_broken_folder_serves_the_last_good_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let data = dir.path().join("data");
+    write_uji(&rules, "0.3");
+    let s = Server::start(&rules, &data, &[]);
+    let good = s.release().await.unwrap();
+    assert_eq!(levy_total(&s).await, "30");
+    assert_eq!(s.terminate(), Some(0));
+
+    write_file(
+        &rules.join("uji/permit.toml"),
+        "name = \"Izin Uji\"\n[[fields]\n",
+    );
+    let s = Server::start(&rules, &data, &[]);
+    assert_eq!(s.release().await.as_deref(), Some(good.as_str()));
+    assert_eq!(levy_total(&s).await, "30");
+    assert!(
+        s.log().contains("serving the last good release"),
+        "{}",
+        s.log()
+    );
+    let (_, reloads) = s.admin_get("/admin/reloads").await;
+    // Newest first: the restore of the stored release, then the rejected folder.
+    assert_eq!(reloads["reloads"][0]["accepted"], true);
+    assert_eq!(reloads["reloads"][0]["release"], good.as_str());
+    let latest = &reloads["reloads"][1];
+    assert_eq!(latest["accepted"], false);
+    assert_eq!(latest["diagnostics"][0]["file"], "uji/permit.toml");
+    assert_eq!(latest["diagnostics"][0]["line"], 2);
+}
+
+#[tokio::test]
+async fn a_first_start_with_a_broken_folder_serves_nothing_but_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_file(&rules.join("uji/permit.toml"), "name = 3\n");
+    let s = Server::start(&rules, &dir.path().join("data"), &[]);
+    let (status, v) = s.get("/health").await;
+    assert_eq!((status, v["status"].as_str()), (503, Some("unavailable")));
+    let (status, v) = s
+        .post("/v1/permits/uji/levy", json!({"data": {"x": 1}}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("no_release"))
+    );
+    // Fixing the folder brings the service up without a restart.
+    write_uji(&rules, "0.5");
+    s.wait_for_new_release(None, WAIT).await;
+    assert_eq!(levy_total(&s).await, "50");
+}

@@ -1,0 +1,103 @@
+//! The sample configuration of Kota Metro in `rules/`: it checks clean, and the PBG levy answers
+//! the worked examples of the levy guide over HTTP for each region's parameters.
+
+use pintu_tests::{copy_dir, repo_root, run_pintu, Server};
+use serde_json::{json, Value};
+
+#[test]
+fn sample_rules_check_clean() {
+    let root = repo_root();
+    let (code, out, err) = run_pintu(&["check", "rules"], &root);
+    println!("{out}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" 0 failed, 0 problems"), "{out}");
+}
+
+fn pbg_input(case: &str) -> Value {
+    match case {
+        "A" => {
+            json!({"fungsi": "hunian_tidak_sederhana", "kompleksitas": "tidak_sederhana", "permanensi": "permanen",
+                      "jumlah_lantai": 2, "luas_lantai_total": 180, "kepemilikan": "perorangan", "kegiatan": "baru"})
+        }
+        "B" => {
+            json!({"fungsi": "usaha", "kompleksitas": "tidak_sederhana", "permanensi": "permanen",
+                      "jumlah_lantai": 5, "luas_lantai_total": 1250.5, "kepemilikan": "badan_usaha", "kegiatan": "baru"})
+        }
+        "C" => {
+            json!({"fungsi": "campuran_kecil", "kompleksitas": "sederhana", "permanensi": "permanen",
+                      "jumlah_lantai": 2, "luas_lantai_total": "320", "kepemilikan": "perorangan", "kegiatan": "rehabilitasi_berat"})
+        }
+        _ => {
+            json!({"fungsi": "sosial_budaya", "kompleksitas": "sederhana", "permanensi": "non_permanen",
+                      "jumlah_lantai": 1, "luas_lantai_total": "75.25", "kepemilikan": "badan_usaha", "kegiatan": "pelestarian_utama"})
+        }
+    }
+}
+
+/// Serves a copy of `rules/` whose PBG `[params]` have `set` applied (fixtures removed, since
+/// they pin the Kota Metro parameters).
+fn serve_with_params(dir: &std::path::Path, set: &[(&str, &str)]) -> Server {
+    let rules = dir.join("rules");
+    copy_dir(&repo_root().join("rules"), &rules);
+    if !set.is_empty() {
+        let _ = std::fs::remove_dir_all(rules.join("pbg/tests"));
+        let path = rules.join("pbg/permit.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        for (key, value) in set {
+            let start = toml
+                .find(&format!("\n{key} = "))
+                .unwrap_or_else(|| panic!("param {key} in pbg/permit.toml"))
+                + 1;
+            let end = start + toml[start..].find('\n').unwrap();
+            toml.replace_range(start..end, &format!("{key} = {value}"));
+        }
+        std::fs::write(&path, toml).unwrap();
+    }
+    Server::start(&rules, &dir.join("data"), &[])
+}
+
+async fn pbg_total(s: &Server, case: &str) -> (String, Value) {
+    let (status, v) = s
+        .post("/v1/permits/pbg/levy", json!({ "data": pbg_input(case) }))
+        .await;
+    assert_eq!(status, 200, "case {case}: {v}");
+    (v["total"].as_str().unwrap().to_owned(), v)
+}
+
+#[tokio::test]
+async fn pbg_worked_examples_a_and_b_with_kota_metro_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_params(dir.path(), &[]);
+    let (total, v) = pbg_total(&s, "A").await;
+    assert_eq!(total, "1183500", "{v}");
+    assert_eq!(v["items"][0]["code"], "bangunan_gedung");
+    let (total, _) = pbg_total(&s, "B").await;
+    assert_eq!(total, "34607588");
+}
+
+#[tokio::test]
+async fn pbg_worked_example_c_with_ceil_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_params(
+        dir.path(),
+        &[
+            ("it_rounding", "\"ceil\""),
+            ("total_rounding", "\"ceil_rupiah\""),
+        ],
+    );
+    assert_eq!(pbg_total(&s, "C").await.0, "1942200");
+}
+
+#[tokio::test]
+async fn pbg_worked_example_d_with_other_locality_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_params(
+        dir.path(),
+        &[
+            ("ilo_percent", "\"0.3\""),
+            ("it_rounding", "\"truncate\""),
+            ("total_rounding", "\"ceil_rupiah\""),
+        ],
+    );
+    assert_eq!(pbg_total(&s, "D").await.0, "50794");
+}
