@@ -104,7 +104,9 @@ async fn show_permit(
         .get(&id)
         .ok_or_else(|| AppError::Eval(crate::app::EvalError::UnknownPermit(id.clone())))?;
     let mut out = permit.describe();
-    out["release"] = Json_::String(r.id.clone());
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("release".into(), Json_::String(r.id.clone()));
+    }
     Ok(Json(out))
 }
 

@@ -14,9 +14,9 @@ pub struct Diagnostic {
     pub message: String,
     /// For failing fixtures: what the fixture expected and what the rules produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected: Option<serde_json::Value>,
+    pub expected: Option<Box<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actual: Option<serde_json::Value>,
+    pub actual: Option<Box<serde_json::Value>>,
 }
 
 impl Diagnostic {

@@ -91,7 +91,7 @@ impl ScriptHost {
         engine.set_max_map_size(limits.max_map_size);
         engine.set_max_modules(64);
         engine.on_progress(|ops| {
-            if ops % CLOCK_CHECK_EVERY != 0 {
+            if !ops.is_multiple_of(CLOCK_CHECK_EVERY) {
                 return None;
             }
             let expired = DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t));

@@ -251,7 +251,7 @@ impl Store {
             let (_, v) = entry?;
             out.push(decode::<ReleaseRecord>("releases", v.value())?);
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(out)
     }
 

@@ -94,13 +94,17 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!("{code}: {self}");
         }
-        let mut body = json!({ "code": code, "message": self.to_string() });
-        match &self {
+        let mut body = serde_json::Map::new();
+        body.insert("code".into(), json!(code));
+        body.insert("message".into(), json!(self.to_string()));
+        match self {
             Self::InvalidData { errors, release } => {
-                body["errors"] = errors.clone();
-                body["release"] = Json::String(release.clone());
+                body.insert("errors".into(), errors);
+                body.insert("release".into(), Json::String(release));
             }
-            Self::Rejected { diagnostics, .. } => body["diagnostics"] = diagnostics.clone(),
+            Self::Rejected { diagnostics, .. } => {
+                body.insert("diagnostics".into(), diagnostics);
+            }
             _ => {}
         }
         (status, axum::Json(json!({ "error": body }))).into_response()

@@ -75,8 +75,8 @@ pub fn run(
     fixture: &Fixture,
 ) -> Result<(), Diagnostic> {
     let fail = |message: String, expected: Json, actual: Json| Diagnostic {
-        expected: Some(expected),
-        actual: Some(actual),
+        expected: Some(Box::new(expected)),
+        actual: Some(Box::new(actual)),
         ..Diagnostic::file(file, message)
     };
     let mut params: Map = permit.params.clone();
