@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Read from the working directory when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "pintu.toml";
 /// Rules folder served when neither the flag nor `pintu.toml` names one.
 pub const DEFAULT_RULES_DIR: &str = "rules";
 /// Data folder (holds `pintu.redb` and `admin.token`) when none is given.
@@ -181,6 +183,14 @@ mod tests {
         assert_eq!(cfg.bind.port(), 9000);
         assert_eq!(cfg.limits.max_operations, 10);
         assert_eq!(cfg.limits.max_call_levels, DEFAULT_MAX_CALL_LEVELS);
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_states_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pintu.toml.example");
+        let cfg = Config::resolve(Some(&path), None, None, None).unwrap();
+        assert_eq!(cfg.limits, Limits::default());
+        assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
     }
 
     #[test]

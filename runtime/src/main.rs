@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use pintu::config::{Config, Limits, DEFAULT_DATA_DIR};
+use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR};
 use pintu::release::{self, SourceTree};
 
 #[derive(Parser)]
@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Serve the rules over HTTP, reloading them when they change.
     Serve {
-        /// Optional pintu.toml with the same settings plus every limit.
+        /// pintu.toml with the same settings plus every limit [default: ./pintu.toml if present]
         #[arg(long)]
         config: Option<PathBuf>,
         /// Rules folder [default: ./rules]
@@ -53,11 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Write Rhai definition files (for editor completion) of the script API into a folder.
-    Definitions {
-        /// Output folder.
-        out: PathBuf,
-    },
+    /// Print the Rhai definition file of the script API (for editor completion).
+    Definitions,
 }
 
 #[derive(Subcommand)]
@@ -91,14 +88,21 @@ fn main() -> ExitCode {
             rules,
             data,
             bind,
-        } => Config::resolve(config.as_deref(), rules, data, bind)
-            .context("configuration")
-            .and_then(serve),
+        } => {
+            // A pintu.toml beside the working directory applies without naming it.
+            let config = config.or_else(|| {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.is_file().then_some(default)
+            });
+            Config::resolve(config.as_deref(), rules, data, bind)
+                .context("configuration")
+                .and_then(serve)
+        }
         Command::Check { dir, config } => check(&dir, config),
         Command::Token {
             command: TokenCommand::Create { role, label, data },
         } => token_create(&role, &label, data),
-        Command::Definitions { out } => definitions(&out),
+        Command::Definitions => definitions(),
     };
     match result {
         Ok(code) => code,
@@ -180,14 +184,7 @@ fn token_create(role: &str, label: &str, data: Option<PathBuf>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn definitions(out: &std::path::Path) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(out)?;
-    let host = pintu::scripts::ScriptHost::new(&Limits::default(), Default::default());
-    host.engine()
-        .definitions()
-        .include_standard_packages(false)
-        .write_to_dir(out)
-        .with_context(|| format!("writing definitions to {}", out.display()))?;
-    println!("wrote Rhai definitions to {}", out.display());
+fn definitions() -> anyhow::Result<ExitCode> {
+    print!("{}", pintu::scripts::definitions());
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 //! in step.
 
 use chrono::{Datelike, Days, Months, NaiveDate, Weekday};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, INT};
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, INT};
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::str::FromStr;
 
@@ -27,52 +27,130 @@ pub const FUNCTIONS: &[&str] = &[
     "add_working_days",
 ];
 
+/// Registers one function with its signature and doc comment, so editors get completion and
+/// help from the generated definition files.
+macro_rules! script_fn {
+    ($engine:expr, $name:literal, [$($sig:literal),*], $doc:literal, $f:expr) => {
+        FuncRegistration::new($name)
+            .with_params_info([$($sig),*])
+            .with_comments([concat!("/// ", $doc)])
+            .register_into_engine($engine, $f);
+    };
+}
+
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("decimal", |x: Dynamic| to_decimal(&x));
-    engine.register_fn("round_dp", |x: Dynamic, places: INT, mode: &str| {
-        round_dp(to_decimal(&x)?, places, mode)
-    });
-    engine.register_fn("round_money", |x: Dynamic, policy: &str| {
-        round_money(to_decimal(&x)?, policy)
-    });
-    engine.register_fn("rupiah", |x: Dynamic| {
-        Ok::<_, Box<EvalAltResult>>(rupiah(to_decimal(&x)?))
-    });
-    engine.register_fn("terbilang", |x: Dynamic| {
-        Ok::<_, Box<EvalAltResult>>(terbilang(to_decimal(&x)?))
-    });
-    engine.register_fn("roman", roman);
-    engine.register_fn("is_date", |s: &str| parse_date(s).is_ok());
-    engine.register_fn("add_days", |s: &str, n: INT| {
-        let d = parse_date(s)?;
-        let out = if n >= 0 {
-            d.checked_add_days(Days::new(n.unsigned_abs()))
-        } else {
-            d.checked_sub_days(Days::new(n.unsigned_abs()))
-        };
-        out.map(iso)
-            .ok_or_else(|| err(format!("date out of range: `{s}` plus {n} days")))
-    });
-    engine.register_fn("add_months", |s: &str, n: INT| add_months(s, n));
-    engine.register_fn("add_years", |s: &str, n: INT| {
-        add_months(s, n.saturating_mul(12))
-    });
-    engine.register_fn("days_between", |a: &str, b: &str| {
-        Ok::<_, Box<EvalAltResult>>((parse_date(b)? - parse_date(a)?).num_days())
-    });
-    engine.register_fn("weekday", |s: &str| {
-        Ok::<_, Box<EvalAltResult>>(INT::from(parse_date(s)?.weekday().number_from_monday()))
-    });
-    engine.register_fn("is_working_day", |s: &str, holidays: rhai::Array| {
-        let holidays = holiday_list(&holidays)?;
-        Ok::<_, Box<EvalAltResult>>(is_working_day(parse_date(s)?, &holidays))
-    });
-    engine.register_fn(
+    script_fn!(
+        engine,
+        "decimal",
+        ["x: ?", "decimal"],
+        "Exact decimal from a string (\"1250.5\"), an integer or a decimal.",
+        |x: Dynamic| to_decimal(&x)
+    );
+    script_fn!(
+        engine,
+        "round_dp",
+        ["x: ?", "places: int", "mode: string", "decimal"],
+        "Round to `places` decimals; mode: half_up, half_even, ceil, floor, truncate.",
+        |x: Dynamic, places: INT, mode: &str| round_dp(to_decimal(&x)?, places, mode)
+    );
+    script_fn!(engine, "round_money", ["x: ?", "policy: string", "decimal"],
+        "Round money: none, half_up_rupiah, ceil_rupiah, truncate_rupiah, half_up_100, ceil_100, truncate_100.",
+        |x: Dynamic, policy: &str| round_money(to_decimal(&x)?, policy));
+    script_fn!(
+        engine,
+        "rupiah",
+        ["x: ?", "string"],
+        "Format as rupiah: \"Rp 1.183.500\" (\",50\" when there are cents).",
+        |x: Dynamic| Ok::<_, Box<EvalAltResult>>(rupiah(to_decimal(&x)?))
+    );
+    script_fn!(
+        engine,
+        "terbilang",
+        ["x: ?", "string"],
+        "The integer part in Indonesian words: \"satu juta seratus ribu\".",
+        |x: Dynamic| Ok::<_, Box<EvalAltResult>>(terbilang(to_decimal(&x)?))
+    );
+    script_fn!(
+        engine,
+        "roman",
+        ["n: int", "string"],
+        "Roman numerals for 1..=3999 (months in document numbers).",
+        roman
+    );
+    script_fn!(
+        engine,
+        "is_date",
+        ["s: string", "bool"],
+        "Whether `s` is a valid YYYY-MM-DD date.",
+        |s: &str| parse_date(s).is_ok()
+    );
+    script_fn!(
+        engine,
+        "add_days",
+        ["date: string", "n: int", "string"],
+        "The date `n` calendar days later (earlier when negative).",
+        |s: &str, n: INT| {
+            let d = parse_date(s)?;
+            let out = if n >= 0 {
+                d.checked_add_days(Days::new(n.unsigned_abs()))
+            } else {
+                d.checked_sub_days(Days::new(n.unsigned_abs()))
+            };
+            out.map(iso)
+                .ok_or_else(|| err(format!("date out of range: `{s}` plus {n} days")))
+        }
+    );
+    script_fn!(
+        engine,
+        "add_months",
+        ["date: string", "n: int", "string"],
+        "The date `n` months later, clamped to the month's end.",
+        |s: &str, n: INT| add_months(s, n)
+    );
+    script_fn!(
+        engine,
+        "add_years",
+        ["date: string", "n: int", "string"],
+        "The date `n` years later, clamped to the month's end.",
+        |s: &str, n: INT| add_months(s, n.saturating_mul(12))
+    );
+    script_fn!(
+        engine,
+        "days_between",
+        ["from: string", "to: string", "int"],
+        "Days from `from` to `to` (negative when `to` is earlier).",
+        |a: &str, b: &str| Ok::<_, Box<EvalAltResult>>(
+            (parse_date(b)? - parse_date(a)?).num_days()
+        )
+    );
+    script_fn!(
+        engine,
+        "weekday",
+        ["date: string", "int"],
+        "Day of the week: 1 = Monday .. 7 = Sunday.",
+        |s: &str| Ok::<_, Box<EvalAltResult>>(INT::from(
+            parse_date(s)?.weekday().number_from_monday()
+        ))
+    );
+    script_fn!(
+        engine,
+        "is_working_day",
+        ["date: string", "holidays: array", "bool"],
+        "Not a Saturday, Sunday or one of `holidays` (YYYY-MM-DD strings).",
+        |s: &str, holidays: rhai::Array| {
+            let holidays = holiday_list(&holidays)?;
+            Ok::<_, Box<EvalAltResult>>(is_working_day(parse_date(s)?, &holidays))
+        }
+    );
+    script_fn!(
+        engine,
         "add_working_days",
+        ["date: string", "n: int", "holidays: array", "string"],
+        "The date `n` working days after `date`, not counting `date` itself.",
         |s: &str, n: INT, holidays: rhai::Array| {
             let holidays = holiday_list(&holidays)?;
             add_working_days(parse_date(s)?, n, &holidays).map(iso)
-        },
+        }
     );
 }
 
