@@ -175,6 +175,15 @@ fn token_create(role: &str, label: &str, data: Option<PathBuf>) -> anyhow::Resul
         "cannot open the database (while `pintu serve` runs, create tokens with POST /admin/tokens)",
     )?;
     let (token, record) = pintu::auth::create_token(&store, role, label)?;
+    store.write_blocking(vec![pintu::store::Op::Audit(
+        pintu::store::records::AuditRecord {
+            seq: 0,
+            at: chrono::Utc::now(),
+            actor: "cli".into(),
+            action: "create_token".into(),
+            detail: serde_json::json!({ "id": record.id, "role": record.role, "label": record.label }),
+        },
+    )])?;
     store.close();
     eprintln!(
         "created token {} with role {}; it is shown only once:",

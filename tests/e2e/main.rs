@@ -10,6 +10,7 @@
 mod api;
 mod cli;
 mod concurrency;
+mod crash;
 mod hostile;
 mod reload;
 mod sample_rules;
