@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::Diagnostic;
 use crate::levy::{self, Assessment};
 use crate::scripts::{Script, ScriptError, ScriptErrorKind, ScriptHost};
-use fields::{check_record, Field, FieldDef, FieldError};
+use fields::{check_record, Field, FieldDef, FieldError, FieldType};
 
 /// A document the applicant must (or may) supply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +176,7 @@ impl Permit {
 
         let mut fields = Vec::new();
         for def in file.fields {
+            let def_name = def.name.clone();
             match Field::compile(def, "") {
                 Ok(f) => {
                     if fields.iter().any(|g: &Field| g.def.name == f.def.name) {
@@ -186,14 +187,30 @@ impl Permit {
                     }
                     fields.push(f);
                 }
-                Err(e) => diags.push(Diagnostic::file(&toml_path, e)),
+                Err(e) => diags.push(locate_field(&toml_path, source, &def_name, e)),
             }
         }
         if let Some(doc_field) = &file.documents_field {
-            if !fields.iter().any(|f| &f.def.name == doc_field) {
-                diags.push(Diagnostic::file(
+            let usable = fields
+                .iter()
+                .find(|f| &f.def.name == doc_field)
+                .is_some_and(|f| {
+                    f.def.kind == FieldType::List
+                        && (matches!(f.def.items, Some(FieldType::Text | FieldType::Enum))
+                            || f.def.fields.iter().any(|r| {
+                                (r.name == "kode" || r.name == "code")
+                                    && matches!(r.kind, FieldType::Text | FieldType::Enum)
+                            }))
+                });
+            if !usable {
+                diags.push(Diagnostic::at_offset(
                     &toml_path,
-                    format!("documents_field `{doc_field}` is not a declared field"),
+                    source,
+                    source.find("documents_field").unwrap_or(0),
+                    format!(
+                        "documents_field `{doc_field}` must name a declared list of codes \
+                         (`items = \"text\"`) or of records with a `kode` field"
+                    ),
                 ));
             }
         }
@@ -300,25 +317,40 @@ impl Permit {
         })
     }
 
+    /// The document checklist: every required requirement present, no unknown or repeated
+    /// code. Items are codes, or records whose `kode` (or `code`) is the code.
     fn check_documents(
         &self,
         supplied: Option<&Dynamic>,
         field: &str,
         errors: &mut Vec<FieldError>,
     ) {
-        let supplied: Vec<String> = supplied
+        let items = supplied
             .and_then(|d| d.clone().try_cast::<rhai::Array>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.to_string())
-            .collect();
-        for code in &supplied {
-            if !self.requirements.iter().any(|r| &r.code == code) {
+            .unwrap_or_default();
+        let mut seen: Vec<String> = Vec::new();
+        for item in items {
+            let code = match item.clone().try_cast::<Map>() {
+                Some(record) => record
+                    .get("kode")
+                    .or_else(|| record.get("code"))
+                    .filter(|c| c.is_string())
+                    .map(|c| c.to_string()),
+                None => item.is_string().then(|| item.to_string()),
+            };
+            let Some(code) = code else { continue };
+            if !self.requirements.iter().any(|r| r.code == code) {
                 errors.push(FieldError::new(field, format!("unknown document `{code}`")));
+            } else if seen.contains(&code) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("document `{code}` is listed twice"),
+                ));
             }
+            seen.push(code);
         }
         for req in self.requirements.iter().filter(|r| r.required) {
-            if !supplied.contains(&req.code) {
+            if !seen.contains(&req.code) {
                 errors.push(FieldError::new(
                     field,
                     format!("missing required document `{}` ({})", req.code, req.name),
@@ -356,6 +388,15 @@ impl Permit {
             "requirements": self.requirements,
             "documents_field": self.documents_field,
         })
+    }
+}
+
+/// Points a field-declaration problem at the line declaring the field.
+fn locate_field(file: &str, source: &str, name: &str, message: String) -> Diagnostic {
+    let needle = format!("name = \"{name}\"");
+    match source.find(&needle) {
+        Some(offset) => Diagnostic::at_offset(file, source, offset, message),
+        None => Diagnostic::file(file, message),
     }
 }
 

@@ -234,6 +234,66 @@ mod tests {
     }
 
     #[test]
+    fn the_document_checklist_names_what_is_missing_repeated_or_unknown() {
+        let permit = r#"name = "Uji"
+documents_field = "dokumen"
+[[fields]]
+name = "dokumen"
+type = "list"
+items = "text"
+[[requirements]]
+code = "ktp"
+name = "KTP"
+[[requirements]]
+code = "str"
+name = "STR"
+[[requirements]]
+code = "foto"
+name = "Pas foto"
+required = false
+"#;
+        let r = build(tree(&[("uji/permit.toml", permit)]), &Limits::default())
+            .map_err(|r| r.diagnostics)
+            .unwrap();
+        let data = serde_json::json!({"dokumen": ["ktp", "ktp", "sim"]});
+        let crate::app::Evaluation::Valid { output } =
+            crate::app::run(&r, "uji", crate::app::Kind::Validate, &data).unwrap()
+        else {
+            panic!("validate always answers")
+        };
+        let messages: Vec<&str> = output["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "document `ktp` is listed twice",
+                "unknown document `sim`",
+                "missing required document `str` (STR)"
+            ]
+        );
+        let data = serde_json::json!({"dokumen": ["str", "ktp"]});
+        let crate::app::Evaluation::Valid { output } =
+            crate::app::run(&r, "uji", crate::app::Kind::Validate, &data).unwrap()
+        else {
+            panic!("validate always answers")
+        };
+        assert_eq!(output["valid"], true);
+    }
+
+    #[test]
+    fn a_documents_field_that_is_not_a_list_of_codes_is_refused() {
+        let permit = "name = \"Uji\"\ndocuments_field = \"dokumen\"\n[[fields]]\nname = \"dokumen\"\ntype = \"text\"\n";
+        let report = build(tree(&[("uji/permit.toml", permit)]), &Limits::default())
+            .err()
+            .unwrap();
+        assert_eq!(report.diagnostics[0].line, 2, "{}", report.diagnostics[0]);
+    }
+
+    #[test]
     fn same_content_same_id() {
         let a = tree(&[("uji/permit.toml", PERMIT)]);
         let b = tree(&[("uji/permit.toml", PERMIT)]);

@@ -105,6 +105,10 @@ pub struct FieldDef {
     /// The record of a `list` field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldDef>,
+    /// For a list of plain values instead of records: the type of each item. The field's own
+    /// constraints (`values`, `pattern`, bounds) then apply to every item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<FieldType>,
 }
 
 /// A field ready to check values: its declaration plus the compiled pattern.
@@ -113,6 +117,8 @@ pub struct Field {
     pub def: FieldDef,
     pattern: Option<Regex>,
     record: Vec<Field>,
+    /// How each item of a list of plain values is checked.
+    item: Option<Box<Field>>,
 }
 
 impl Field {
@@ -133,16 +139,22 @@ impl Field {
                 "field `{here}`: names use letters, digits and `_` only"
             ));
         }
-        if def.kind == FieldType::Enum && def.values.is_empty() {
+        let item_kind = def.items.unwrap_or(def.kind);
+        if item_kind == FieldType::Enum && def.values.is_empty() {
             return Err(format!("field `{here}`: an enum needs `values`"));
         }
-        if def.kind == FieldType::List && def.fields.is_empty() {
+        if def.kind == FieldType::List && def.fields.is_empty() == def.items.is_none() {
             return Err(format!(
-                "field `{here}`: a list needs its record's `fields`"
+                "field `{here}`: a list needs either its record's `fields` or the `items` type"
             ));
         }
-        if def.kind != FieldType::List && !def.fields.is_empty() {
-            return Err(format!("field `{here}`: only a list has `fields`"));
+        if def.kind != FieldType::List && (!def.fields.is_empty() || def.items.is_some()) {
+            return Err(format!(
+                "field `{here}`: only a list has `fields` or `items`"
+            ));
+        }
+        if def.items == Some(FieldType::List) {
+            return Err(format!("field `{here}`: lists of lists are not supported"));
         }
         let pattern = def
             .pattern
@@ -162,10 +174,27 @@ impl Field {
                 return Err(format!("field `{here}.{}` is declared twice", f.def.name));
             }
         }
+        let item = match def.items {
+            Some(kind) => Some(Box::new(Field {
+                def: FieldDef {
+                    kind,
+                    required: true,
+                    items: None,
+                    min_items: None,
+                    max_items: None,
+                    ..def.clone()
+                },
+                pattern: pattern.clone(),
+                record: Vec::new(),
+                item: None,
+            })),
+            None => None,
+        };
         Ok(Self {
             def,
             pattern,
             record,
+            item,
         })
     }
 }
@@ -303,15 +332,23 @@ fn check_value(
                 return fail("must be a list".into());
             };
             if let Some(min) = def.min_items.filter(|m| items.len() < *m) {
-                return fail(format!("must have at least {min} entries"));
+                return fail(format!("must have at least {}", entries(min)));
             }
             if let Some(max) = def.max_items.filter(|m| items.len() > *m) {
-                return fail(format!("must have at most {max} entries"));
+                return fail(format!("must have at most {}", entries(max)));
             }
             let mut out = Vec::with_capacity(items.len());
             let before = errors.len();
             for (i, item) in items.iter().enumerate() {
                 let item_name = format!("{name}[{i}]");
+                if let Some(item_field) = &field.item {
+                    if item.is_null() {
+                        errors.push(FieldError::new(item_name, "must not be null"));
+                    } else if let Some(v) = check_value(item_field, item, &item_name, errors) {
+                        out.push(v);
+                    }
+                    continue;
+                }
                 let Json::Object(record) = item else {
                     errors.push(FieldError::new(item_name, "must be an object"));
                     continue;
@@ -322,6 +359,14 @@ fn check_value(
             }
             (errors.len() == before).then(|| Dynamic::from_array(out))
         }
+    }
+}
+
+fn entries(n: usize) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{n} entries")
     }
 }
 
@@ -411,6 +456,24 @@ max_items = 2
         );
         let (_, errs) = check(&f, r#"{"luas": 1, "lantai": 1, "items": [{}]}"#);
         assert_eq!(errs, [FieldError::new("items[0].volume", "is required")]);
+    }
+
+    #[test]
+    fn lists_of_plain_values_check_every_item() {
+        let f = fields(
+            "[[fields]]\nname = \"dokumen\"\ntype = \"list\"\nitems = \"enum\"\nvalues = [\"ktp\", \"str\"]\nmin_items = 1\n",
+        );
+        let (map, errs) = check(&f, r#"{"dokumen": ["ktp", "str"]}"#);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(map["dokumen"].clone().cast::<rhai::Array>().len(), 2);
+        let (_, errs) = check(&f, r#"{"dokumen": ["ktp", "sim", 3]}"#);
+        let named: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(named, ["dokumen[1]", "dokumen[2]"]);
+        let (_, errs) = check(&f, r#"{"dokumen": []}"#);
+        assert_eq!(
+            errs,
+            [FieldError::new("dokumen", "must have at least 1 entry")]
+        );
     }
 
     #[test]
