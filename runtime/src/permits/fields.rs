@@ -174,8 +174,8 @@ impl Field {
                 return Err(format!("field `{here}.{}` is declared twice", f.def.name));
             }
         }
-        let item = match def.items {
-            Some(kind) => Some(Box::new(Field {
+        let item = def.items.map(|kind| {
+            Box::new(Field {
                 def: FieldDef {
                     kind,
                     required: true,
@@ -187,9 +187,8 @@ impl Field {
                 pattern: pattern.clone(),
                 record: Vec::new(),
                 item: None,
-            })),
-            None => None,
-        };
+            })
+        });
         Ok(Self {
             def,
             pattern,
