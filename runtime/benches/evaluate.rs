@@ -17,7 +17,10 @@ use pintu::release::{build, SourceTree};
 use serde_json::json;
 
 fn rules() -> SourceTree {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    // PINTU_BENCH_RULES measures another rules folder (e.g. a region's own).
+    let dir = std::env::var_os("PINTU_BENCH_RULES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"));
     match SourceTree::read_dir(&dir, &Limits::default()) {
         Ok(t) => t,
         Err(d) => panic!("sample rules unreadable: {d:?}"),

@@ -294,6 +294,28 @@ required = false
     }
 
     #[test]
+    fn reference_tables_come_from_toml_or_sibling_files_exactly() {
+        let permit =
+            "name = \"Uji\"\n[[fields]]\nname = \"zona\"\ntype = \"text\"\nrequired = true\n\
+                      [tables.indeks]\nzona_1 = 1.25\n";
+        let levy = "fn levy(data, params) {\n  let tarif = decimal(params.tables.tarif[data.zona]);\n  \
+                    #{ items: [#{ code: \"sewa\", amount: tarif * params.tables.indeks[data.zona] }] }\n}\n";
+        let fixture = r#"{"data": {"zona": "zona_1"}, "expect": {"total": "1250.125"}}"#;
+        let r = build(
+            tree(&[
+                ("uji/permit.toml", permit),
+                ("uji/levy.rhai", levy),
+                ("uji/tables/tarif.toml", "zona_1 = \"1000.1\"\n"),
+                ("uji/tests/a.json", fixture),
+            ]),
+            &Limits::default(),
+        )
+        .map_err(|r| r.diagnostics)
+        .unwrap();
+        assert_eq!(r.report.fixtures_passed, 1);
+    }
+
+    #[test]
     fn same_content_same_id() {
         let a = tree(&[("uji/permit.toml", PERMIT)]);
         let b = tree(&[("uji/permit.toml", PERMIT)]);
