@@ -275,16 +275,25 @@ impl App {
         data: Json,
     ) -> Result<Evaluation, EvalError> {
         let release = self.current().ok_or(EvalError::NoRelease)?;
-        if !release.permits.contains_key(permit_id) {
-            return Err(EvalError::UnknownPermit(permit_id.to_owned()));
+        match release.permits.get(permit_id) {
+            None => return Err(EvalError::UnknownPermit(permit_id.to_owned())),
+            // Nothing to evaluate, so nothing to record.
+            Some(p) if kind == Kind::Levy && p.levy.is_none() => {
+                return Err(EvalError::NoLevy(permit_id.to_owned()))
+            }
+            Some(_) => {}
         }
         let permit_name = permit_id.to_owned();
+        let today = Utc::now()
+            .with_timezone(&self.config.utc_offset)
+            .date_naive();
         let rel = release.clone();
         let input = data.clone();
         // Scripts are CPU work bounded by their limits; keep them off the async workers.
         let (result, elapsed) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = run(&rel, &permit_name, kind, &input);
+            let result =
+                crate::scripts::with_today(Some(today), || run(&rel, &permit_name, kind, &input));
             (result, started.elapsed())
         })
         .await
@@ -347,6 +356,9 @@ pub fn run(
         .permits
         .get(permit_id)
         .ok_or_else(|| EvalError::UnknownPermit(permit_id.to_owned()))?;
+    if kind == Kind::Levy && permit.levy.is_none() {
+        return Err(EvalError::NoLevy(permit_id.to_owned()));
+    }
     let checked = permit
         .check(&release.host, data, &permit.params)
         .map_err(EvalError::Script)?;
@@ -360,7 +372,6 @@ pub fn run(
             errors,
             release: release.id.clone(),
         }),
-        Kind::Levy if permit.levy.is_none() => Err(EvalError::NoLevy(permit_id.to_owned())),
         Kind::Levy => {
             let assessment = permit
                 .assess(&release.host, checked.data, &permit.params)

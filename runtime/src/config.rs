@@ -7,7 +7,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{FixedOffset, Offset, Utc};
 use serde::Deserialize;
+
+/// WIB (UTC+7), the time zone of Kota Metro and of most regions.
+pub const DEFAULT_UTC_OFFSET_SECONDS: i32 = 7 * 3600;
+
+fn default_offset() -> FixedOffset {
+    FixedOffset::east_opt(DEFAULT_UTC_OFFSET_SECONDS)
+        .unwrap_or_else(|| FixedOffset::west_opt(0).unwrap_or(Utc.fix()))
+}
 
 /// Read from the working directory when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "pintu.toml";
@@ -94,6 +103,9 @@ impl Limits {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
+    /// The office's UTC offset, e.g. `"+07:00"` (WIB), `"+08:00"` (WITA), `"+09:00"` (WIT):
+    /// what `today()` means to rule scripts.
+    pub utc_offset: Option<String>,
     pub rules: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
@@ -107,6 +119,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
     pub limits: Limits,
+    /// The office's time zone offset, for the date scripts see.
+    pub utc_offset: FixedOffset,
     /// Whether to watch the rules folder for changes (tests and `check` turn it off).
     pub watch: bool,
 }
@@ -120,6 +134,8 @@ pub enum ConfigError {
     },
     #[error("invalid config `{path}`: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("invalid utc_offset `{0}` (expected e.g. \"+07:00\")")]
+    Offset(String),
     #[error("invalid bind address `{0}`")]
     Bind(String),
 }
@@ -147,6 +163,12 @@ impl Config {
                 .or(file_config.data)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             bind: bind.or(file_config.bind).unwrap_or(default_bind),
+            utc_offset: match &file_config.utc_offset {
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| ConfigError::Offset(text.clone()))?,
+                None => default_offset(),
+            },
             limits: file_config.limits,
             watch: true,
         })

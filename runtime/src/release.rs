@@ -316,6 +316,38 @@ required = false
     }
 
     #[test]
+    fn fixtures_pin_the_date_scripts_read() {
+        let permit =
+            "name = \"Uji\"\n[[fields]]\nname = \"tanggal\"\ntype = \"date\"\nrequired = true\n";
+        let validate = "fn validate(data, params) {\n  if data.tanggal > today() { [#{ field: \"tanggal\", message: \"di masa depan\" }] } else { [] }\n}\n";
+        let future = r#"{"today": "2026-01-10", "data": {"tanggal": "2026-01-11"}, "expect": {"errors": ["tanggal"]}}"#;
+        let same_day = r#"{"today": "2026-01-10", "data": {"tanggal": "2026-01-10"}, "expect": {"valid": true}}"#;
+        let files = [
+            ("uji/permit.toml", permit),
+            ("uji/validate.rhai", validate),
+            ("uji/tests/depan.json", future),
+            ("uji/tests/sama.json", same_day),
+        ];
+        let r = build(tree(&files), &Limits::default())
+            .map_err(|r| r.diagnostics)
+            .unwrap();
+        assert_eq!(r.report.fixtures_passed, 2);
+        // Without `today` the fixture cannot pass by the calendar's luck.
+        let undated = r#"{"data": {"tanggal": "2026-01-10"}, "expect": {"valid": true}}"#;
+        let report = build(
+            tree(&[files[0], files[1], ("uji/tests/x.json", undated)]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            report.diagnostics[0].message.contains("must set `today`"),
+            "{}",
+            report.diagnostics[0]
+        );
+    }
+
+    #[test]
     fn same_content_same_id() {
         let a = tree(&[("uji/permit.toml", PERMIT)]);
         let b = tree(&[("uji/permit.toml", PERMIT)]);

@@ -49,6 +49,24 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
+thread_local! {
+    /// The office date of the evaluation running on this thread, for `today()`. `None` in
+    /// fixtures that did not set one, so a rule reading the date cannot pass by luck.
+    static TODAY: Cell<Option<chrono::NaiveDate>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `today()` answering `date` on this thread.
+pub fn with_today<T>(date: Option<chrono::NaiveDate>, f: impl FnOnce() -> T) -> T {
+    let previous = TODAY.with(|t| t.replace(date));
+    let out = f();
+    TODAY.with(|t| t.set(previous));
+    out
+}
+
+pub(crate) fn today() -> Option<chrono::NaiveDate> {
+    TODAY.with(Cell::get)
+}
+
 /// How often (in operations) the progress callback looks at the clock: reading it on every
 /// operation would cost more than the script.
 const CLOCK_CHECK_EVERY: u64 = 4096;

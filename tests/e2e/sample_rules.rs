@@ -101,3 +101,76 @@ async fn pbg_worked_example_d_with_other_locality_index() {
     );
     assert_eq!(pbg_total(&s, "D").await.0, "50794");
 }
+
+#[tokio::test]
+async fn sip_dokter_checks_documents_and_the_office_date_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_params(dir.path(), &[]);
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("rules/sip-dokter/tests/dokter_umum_baru.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut data = fixture["data"].clone();
+
+    // An application dated far in the future: the live server's today() is the office date.
+    data["tanggal_permohonan"] = json!("2999-01-01");
+    let (status, v) = s
+        .post("/v1/permits/sip-dokter/validate", json!({ "data": data }))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["valid"], false);
+    // Other checks may object too (the applicant's age by then); the date check must be there.
+    let future = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == "tanggal_permohonan");
+    assert!(
+        future.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("belum tiba"),
+        "{v}"
+    );
+
+    // Without the STR document the runtime's checklist names it, before any script runs.
+    data["tanggal_permohonan"] = fixture["data"]["tanggal_permohonan"].clone();
+    let docs: Vec<Value> = data["dokumen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kode"] != "str")
+        .cloned()
+        .collect();
+    data["dokumen"] = Value::Array(docs);
+    let (_, v) = s
+        .post("/v1/permits/sip-dokter/validate", json!({ "data": data }))
+        .await;
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["field"], "dokumen");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing required document `str`"),
+        "{v}"
+    );
+
+    // A permit without a levy says so.
+    let (status, v) = s
+        .post("/v1/permits/sip-dokter/levy", json!({ "data": data }))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("no_levy")),
+        "{v}"
+    );
+    let (status, v) = s.get("/v1/permits/sip-dokter").await;
+    assert_eq!(status, 200);
+    assert!(v["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["code"] == "str"));
+}

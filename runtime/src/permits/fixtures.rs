@@ -22,6 +22,9 @@ pub struct Fixture {
     #[serde(default)]
     pub params: serde_json::Map<String, Json>,
     pub data: Json,
+    /// The office date `today()` answers while this fixture runs (YYYY-MM-DD).
+    #[serde(default)]
+    pub today: Option<String>,
     #[serde(default)]
     pub expect: Expect,
 }
@@ -69,6 +72,21 @@ fn money(v: &Json) -> Option<Decimal> {
 
 /// Runs one fixture; a failure says which fixture, what was expected and what came out.
 pub fn run(
+    permit: &Permit,
+    host: &ScriptHost,
+    file: &str,
+    fixture: &Fixture,
+) -> Result<(), Diagnostic> {
+    let today = match &fixture.today {
+        Some(t) => Some(crate::scripts::api::parse_date(t).map_err(|_| {
+            Diagnostic::file(file, format!("`today` is not a date (YYYY-MM-DD): `{t}`"))
+        })?),
+        None => None,
+    };
+    crate::scripts::with_today(today, || run_at(permit, host, file, fixture))
+}
+
+fn run_at(
     permit: &Permit,
     host: &ScriptHost,
     file: &str,

@@ -17,6 +17,7 @@ pub const FUNCTIONS: &[&str] = &[
     "rupiah",
     "terbilang",
     "roman",
+    "today",
     "is_date",
     "add_days",
     "add_months",
@@ -77,6 +78,19 @@ pub fn register(engine: &mut Engine) {
         "Roman numerals for 1..=3999 (months in document numbers).",
         roman
     );
+    // Volatile: the optimizer must not fold `today()` into a constant at compile time.
+    FuncRegistration::new("today")
+        .with_volatility(true)
+        .with_params_info(["string"])
+        .with_comments([
+            "/// The office's date of this evaluation (YYYY-MM-DD); fixtures set it with `today`.",
+        ])
+        .register_into_engine(engine, || {
+            super::today().map(iso).ok_or_else(|| {
+                err("today() has no date here: a fixture of rules that read the date must set `today`"
+                    .to_owned())
+            })
+        });
     script_fn!(
         engine,
         "is_date",
