@@ -227,14 +227,7 @@ async fn admin_routes_need_an_admin_token() {
         (status, v["error"]["code"].as_str()),
         (401, Some("unauthenticated"))
     );
-    let r = s
-        .http
-        .get(s.url("/admin/releases"))
-        .bearer_auth("pintu_wrong")
-        .send()
-        .await
-        .unwrap();
-    let (status, v) = pintu_tests::into_json(r).await;
+    let (status, v) = s.get_as("/admin/releases", "pintu_wrong").await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("invalid_token"))
@@ -248,26 +241,13 @@ async fn admin_routes_need_an_admin_token() {
         .await;
     assert_eq!(status, 200, "{v}");
     let clerk = v["token"].as_str().unwrap().to_owned();
-    let r = s
-        .http
-        .get(s.url("/admin/releases"))
-        .bearer_auth(&clerk)
-        .send()
-        .await
-        .unwrap();
-    let (status, v) = pintu_tests::into_json(r).await;
+    let (status, v) = s.get_as("/admin/releases", &clerk).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (403, Some("forbidden"))
     );
-    let r = s
-        .http
-        .post(s.url("/admin/reload"))
-        .bearer_auth(&clerk)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    let (status, _) = s.post_as("/admin/reload", &clerk, json!({})).await;
+    assert_eq!(status, 403);
 
     let (status, v) = s.admin_post("/admin/tokens", json!({"role": "root"})).await;
     assert_eq!(

@@ -2,6 +2,25 @@
 
 use pintu_tests::{run_pintu, write_file, write_uji, Server};
 
+/// `pintu token create --role ROLE --data DATA`, run in `cwd`.
+fn token_create(
+    role: &str,
+    data: &std::path::Path,
+    cwd: &std::path::Path,
+) -> (i32, String, String) {
+    run_pintu(
+        &[
+            "token",
+            "create",
+            "--role",
+            role,
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        cwd,
+    )
+}
+
 #[test]
 fn check_prints_located_diagnostics_and_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,58 +75,21 @@ async fn tokens_from_the_command_line_and_graceful_shutdown() {
     let data = dir.path().join("data");
     write_uji(&rules, "0.1");
 
-    let (code, token, err) = run_pintu(
-        &[
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let (code, token, err) = token_create("admin", &data, dir.path());
     assert_eq!(code, 0, "{err}");
     let token = token.trim().to_owned();
     assert!(token.starts_with("pintu_"));
-    let (code, _, err) = run_pintu(
-        &[
-            "token",
-            "create",
-            "--role",
-            "raja",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let (code, _, err) = token_create("raja", &data, dir.path());
     assert_eq!(code, 1);
     assert!(err.contains("unknown role `raja`"), "{err}");
 
     let s = Server::start(&rules, &data, &[]);
     // An admin exists already, so no admin.token file is written.
     assert!(!data.join("admin.token").exists());
-    let r = s
-        .http
-        .get(s.url("/admin/releases"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(s.get_as("/admin/releases", &token).await.0, 200);
 
     // While the server holds the database, the CLI says so instead of corrupting anything.
-    let (code, _, err) = run_pintu(
-        &[
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let (code, _, err) = token_create("admin", &data, dir.path());
     assert_eq!(code, 1);
     assert!(err.contains("in use by another pintu process"), "{err}");
 
@@ -126,13 +108,6 @@ async fn tokens_from_the_command_line_and_graceful_shutdown() {
 
     // The acknowledged decision survived the shutdown.
     let s = Server::start(&rules, &data_dir, &[]);
-    let r = s
-        .http
-        .get(s.url("/admin/decisions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let (_, v) = pintu_tests::into_json(r).await;
+    let (_, v) = s.get_as("/admin/decisions", &token).await;
     assert_eq!(v["decisions"].as_array().unwrap().len(), 1, "{v}");
 }

@@ -37,8 +37,8 @@ fn levy(data, params) {
 }
 "#;
 
-#[tokio::test]
-async fn hostile_scripts_fail_within_limits() {
+/// A temp folder holding `rules/nakal`, whose one fixture takes the harmless path.
+fn nakal_rules() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     write_tree(
@@ -52,6 +52,12 @@ async fn hostile_scripts_fail_within_limits() {
             ),
         ],
     );
+    (dir, rules)
+}
+
+#[tokio::test]
+async fn hostile_scripts_fail_within_limits() {
+    let (dir, rules) = nakal_rules();
     let s = Server::start(&rules, &dir.path().join("data"), &[]);
     for (mode, needle) in [
         ("loop", "limit"),
@@ -94,19 +100,7 @@ async fn hostile_scripts_fail_within_limits() {
 
 #[tokio::test]
 async fn wall_clock_limit_from_pintu_toml() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    write_tree(
-        &rules,
-        &[
-            ("nakal/permit.toml", PERMIT),
-            ("nakal/levy.rhai", LEVY),
-            (
-                "nakal/tests/aman.json",
-                r#"{"data": {"mode": "aman"}, "expect": {"total": "1000"}}"#,
-            ),
-        ],
-    );
+    let (dir, rules) = nakal_rules();
     let config = dir.path().join("pintu.toml");
     // No operation limit: only the clock can stop the loop.
     std::fs::write(

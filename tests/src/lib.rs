@@ -167,27 +167,37 @@ impl Server {
         into_json(r).await
     }
 
-    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+    /// GET with `token` as the bearer.
+    pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
         let r = self
             .http
             .get(self.url(path))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(token)
             .send()
             .await
             .expect("GET");
         into_json(r).await
     }
 
-    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+    /// POST of a JSON body with `token` as the bearer.
+    pub async fn post_as(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
             .post(self.url(path))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
             .expect("POST");
         into_json(r).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.get_as(path, &self.admin_token).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_as(path, &self.admin_token, body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
