@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::release::{self, BuildReport, Release, SourceTree};
 use crate::scripts::{ScriptError, ScriptErrorKind};
 use crate::store::records::{
-    ActivationRecord, AuditRecord, DecisionRecord, ReleaseRecord, ReloadRecord,
+    ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
 };
 use crate::store::{Op, Store, StoreError};
 
@@ -72,6 +72,25 @@ pub enum ReleaseError {
     Interrupted,
 }
 
+/// What an activation does to the admin's pin (see [`PinRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// An admin chose this release: keep it while the folder stays as it is.
+    Set,
+    /// Leave any pin as it is (start-up restores).
+    Keep,
+    /// The folder's own release replaces any pin.
+    Clear,
+}
+
+/// The pin change written with an activation.
+#[derive(Debug, Clone)]
+pub enum PinChange {
+    Set(PinRecord),
+    Keep,
+    Clear,
+}
+
 /// What happened to a candidate.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadOutcome {
@@ -112,7 +131,31 @@ impl App {
     /// Builds the rules folder and activates it if everything passes. At start-up a broken
     /// folder falls back to the last good release in the store.
     pub async fn start(&self) -> Result<ReloadOutcome, StoreError> {
-        let outcome = self.reload_from_folder("startup").await?;
+        if let Some(pin) = self.store.pin()? {
+            if self.folder_id().await.as_deref() == Some(pin.folder.as_str()) {
+                match self
+                    .activate_stored(
+                        &pin.release,
+                        "startup",
+                        "kept: an admin reactivated it",
+                        Pin::Keep,
+                    )
+                    .await
+                {
+                    Ok(o) if o.accepted => {
+                        tracing::info!(
+                            "serving release {} that an admin reactivated; the rules folder is unchanged since",
+                            pin.release
+                        );
+                        return Ok(o);
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::warn!("cannot restore pinned release {}", pin.release)
+                    }
+                }
+            }
+        }
+        let outcome = self.reload_from_folder("startup", false).await?;
         if outcome.accepted {
             return Ok(outcome);
         }
@@ -120,7 +163,10 @@ impl App {
             tracing::warn!("{d}");
         }
         match self.store.active_release()? {
-            Some(id) => match self.activate_stored(&id, "startup", "rules folder does not build").await {
+            Some(id) => match self
+                .activate_stored(&id, "startup", "rules folder does not build", Pin::Keep)
+                .await
+            {
                 Ok(o) if o.accepted => {
                     tracing::warn!(
                         "rules folder does not build; serving the last good release {id} from the store"
@@ -134,8 +180,25 @@ impl App {
         Ok(outcome)
     }
 
-    /// Reads the folder, builds a candidate and swaps it in if it passes.
-    pub async fn reload_from_folder(&self, trigger: &str) -> Result<ReloadOutcome, StoreError> {
+    /// The content id of the rules folder as it is now, if it reads.
+    async fn folder_id(&self) -> Option<String> {
+        let dir = self.config.rules_dir.clone();
+        let limits = self.config.limits.clone();
+        tokio::task::spawn_blocking(move || SourceTree::read_dir(&dir, &limits).ok())
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.id().to_owned())
+    }
+
+    /// Reads the folder, builds a candidate and swaps it in if it passes. Unless `force`d (an
+    /// admin's explicit reload), a folder unchanged since an admin reactivated another release
+    /// leaves that release serving.
+    pub async fn reload_from_folder(
+        &self,
+        trigger: &str,
+        force: bool,
+    ) -> Result<ReloadOutcome, StoreError> {
         let mut last_rejected = self.reload_lock.lock().await;
         let dir = self.config.rules_dir.clone();
         let limits = self.config.limits.clone();
@@ -154,6 +217,24 @@ impl App {
             }
         };
         let active = self.current().map(|r| r.id.clone());
+        let pinned_folder = match self.store.pin()? {
+            Some(pin) if !force && active.as_deref() == Some(pin.release.as_str()) => {
+                Some(pin.folder)
+            }
+            _ => None,
+        };
+        if pinned_folder.as_deref() == Some(tree.id()) {
+            return Ok(ReloadOutcome {
+                accepted: true,
+                unchanged: true,
+                release: tree.id().to_owned(),
+                active: active.clone(),
+                report: BuildReport {
+                    release: tree.id().to_owned(),
+                    ..BuildReport::default()
+                },
+            });
+        }
         if active.as_deref() == Some(tree.id()) || last_rejected.as_deref() == Some(tree.id()) {
             // Editors and `touch` produce events without changes; nothing to do.
             let accepted = active.as_deref() == Some(tree.id());
@@ -169,7 +250,7 @@ impl App {
             });
         }
         let outcome = self
-            .build_and_activate(tree, trigger, "rules folder changed")
+            .build_and_activate(tree, trigger, "rules folder changed", PinChange::Clear)
             .await?;
         *last_rejected = (!outcome.accepted).then(|| outcome.release.clone());
         Ok(outcome)
@@ -181,14 +262,23 @@ impl App {
         id: &str,
         by: &str,
         reason: &str,
+        pin: Pin,
     ) -> Result<ReloadOutcome, ReleaseError> {
+        let pin = match pin {
+            Pin::Set => PinChange::Set(PinRecord {
+                release: id.to_owned(),
+                folder: self.folder_id().await.unwrap_or_default(),
+            }),
+            Pin::Keep => PinChange::Keep,
+            Pin::Clear => PinChange::Clear,
+        };
         let _guard = self.reload_lock.lock().await;
         let sources = self
             .store
             .release_sources(id)?
             .ok_or_else(|| ReleaseError::Unknown(id.to_owned()))?;
         let tree = SourceTree::from_files(sources);
-        Ok(self.build_and_activate(tree, by, reason).await?)
+        Ok(self.build_and_activate(tree, by, reason, pin).await?)
     }
 
     async fn build_and_activate(
@@ -196,6 +286,7 @@ impl App {
         tree: SourceTree,
         by: &str,
         reason: &str,
+        pin: PinChange,
     ) -> Result<ReloadOutcome, StoreError> {
         let limits = self.config.limits.clone();
         let built = tokio::task::spawn_blocking(move || release::build(tree, &limits))
@@ -228,6 +319,11 @@ impl App {
             reason: reason.to_owned(),
         }));
         ops.push(Op::Reload(reload_record(by, &report, true)));
+        match pin {
+            PinChange::Keep => {}
+            PinChange::Clear => ops.push(Op::Pin(None)),
+            PinChange::Set(p) => ops.push(Op::Pin(Some(p))),
+        }
         // INVARIANT: the release is durable before it serves, so a restart can always return to it.
         self.store.write(ops).await?;
         let id = release.id.clone();

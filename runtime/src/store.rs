@@ -39,6 +39,7 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";
+pub(crate) const META_PIN: &str = "pin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -229,6 +230,10 @@ impl Store {
 
     pub fn active_release(&self) -> Result<Option<String>, StoreError> {
         self.get(META, "meta", META_ACTIVE)
+    }
+
+    pub fn pin(&self) -> Result<Option<records::PinRecord>, StoreError> {
+        self.get(META, "meta", META_PIN)
     }
 
     pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>, StoreError> {

@@ -56,7 +56,7 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
         while rx.recv().await.is_some() {
             // A burst of events needs one build of the final state.
             while rx.try_recv().is_ok() {}
-            match app.reload_from_folder("watch").await {
+            match app.reload_from_folder("watch", false).await {
                 Ok(o) if o.unchanged => {}
                 Ok(o) if o.accepted => tracing::info!("reloaded: now serving {}", o.release),
                 Ok(o) => tracing::warn!(

@@ -159,3 +159,39 @@ async fn a_first_start_with_a_broken_folder_serves_nothing_but_answers() {
     s.wait_for_new_release(None, WAIT).await;
     assert_eq!(levy_total(&s).await, "50");
 }
+
+#[tokio::test]
+async fn a_rollback_survives_restart_until_the_folder_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let data = dir.path().join("data");
+    write_uji(&rules, "0.1");
+    let s = Server::start(&rules, &data, &[]);
+    let old = s.release().await.unwrap();
+    write_uji(&rules, "0.2");
+    let (new, _) = s.wait_for_new_release(Some(&old), WAIT).await;
+    let (status, v) = s
+        .admin_post(&format!("/admin/releases/{old}/activate"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.terminate(), Some(0));
+
+    // The folder still holds the newer rules, but the admin's choice stands.
+    let s = Server::start(&rules, &data, &[]);
+    assert_eq!(
+        s.release().await.as_deref(),
+        Some(old.as_str()),
+        "{}",
+        s.log()
+    );
+    assert_eq!(levy_total(&s).await, "10");
+
+    // A real change to the folder supersedes the rollback.
+    write_uji(&rules, "0.3");
+    let (newest, _) = s.wait_for_new_release(Some(&old), WAIT).await;
+    assert_ne!(newest, new);
+    assert_eq!(levy_total(&s).await, "30");
+    assert_eq!(s.terminate(), Some(0));
+    let s = Server::start(&rules, &data, &[]);
+    assert_eq!(s.release().await.as_deref(), Some(newest.as_str()));
+}

@@ -11,7 +11,7 @@ use serde_json::{json, Value as Json_};
 
 use super::error::AppError;
 use super::extract::{Admin, Body};
-use crate::app::App;
+use crate::app::{App, Pin};
 use crate::auth;
 
 /// Default and largest page of list endpoints.
@@ -79,7 +79,7 @@ async fn reloads(
 }
 
 async fn reload(State(app): State<Arc<App>>, admin: Admin) -> Result<Json<Json_>, AppError> {
-    let outcome = app.reload_from_folder(&actor(&admin)).await?;
+    let outcome = app.reload_from_folder(&actor(&admin), true).await?;
     app.audit(
         &actor(&admin),
         "reload",
@@ -98,7 +98,7 @@ async fn activate(
     Path(id): Path<String>,
 ) -> Result<Json<Json_>, AppError> {
     let outcome = app
-        .activate_stored(&id, &actor(&admin), "reactivated by an admin")
+        .activate_stored(&id, &actor(&admin), "reactivated by an admin", Pin::Set)
         .await?;
     app.audit(
         &actor(&admin),

@@ -86,3 +86,12 @@ pub struct AuditRecord {
     pub action: String,
     pub detail: Json,
 }
+
+/// An admin's reactivation of a stored release, kept while the rules folder stays as it was
+/// then: restarts and file events that change nothing do not undo a rollback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PinRecord {
+    pub release: String,
+    /// Content id of the rules folder when the pin was set ("" if it did not read).
+    pub folder: String,
+}

@@ -9,11 +9,12 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::records::{
-    ActivationRecord, AuditRecord, DecisionRecord, ReleaseRecord, ReloadRecord, TokenRecord,
+    ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
+    TokenRecord,
 };
 use super::{
     encode, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META, META_ACTIVE,
-    RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+    META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -33,6 +34,8 @@ pub enum Op {
         record: TokenRecord,
     },
     Audit(AuditRecord),
+    /// Set or clear the admin's pin.
+    Pin(Option<PinRecord>),
 }
 
 struct Job {
@@ -180,5 +183,17 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             None
         }
         Op::Audit(a) => Some(append(&mut txn.open_table(AUDIT)?, &encode(a)?)?),
+        Op::Pin(pin) => {
+            let mut meta = txn.open_table(META)?;
+            match pin {
+                Some(p) => {
+                    meta.insert(META_PIN, encode(p)?.as_slice())?;
+                }
+                None => {
+                    meta.remove(META_PIN)?;
+                }
+            }
+            None
+        }
     })
 }
