@@ -327,10 +327,15 @@ impl App {
         // INVARIANT: the release is durable before it serves, so a restart can always return to it.
         self.store.write(ops).await?;
         let id = release.id.clone();
+        let permit_ids: Vec<String> = release.permits.keys().cloned().collect();
         self.active.store(Some(Arc::new(release)));
         self.metrics.reload(true);
         self.metrics.set_active_release(&id);
-        tracing::info!("activated {}", report.summary());
+        tracing::info!(
+            "activated {} — permit types: {}",
+            report.summary(),
+            permit_ids.join(", ")
+        );
         Ok(ReloadOutcome {
             accepted: true,
             unchanged: false,
