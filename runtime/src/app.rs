@@ -109,16 +109,21 @@ pub struct App {
     active: ArcSwapOption<Release>,
     /// One candidate at a time: builds are whole-tree and the last writer must win.
     reload_lock: tokio::sync::Mutex<Option<String>>,
+    /// Bounds the blocking threads scripts occupy under load.
+    evaluations: tokio::sync::Semaphore,
 }
 
 impl App {
     pub fn new(config: Config, store: Store) -> Self {
+        let evaluations =
+            tokio::sync::Semaphore::new(config.limits.max_concurrent_evaluations.max(1));
         Self {
             config,
             store,
             metrics: Metrics::default(),
             active: ArcSwapOption::empty(),
             reload_lock: tokio::sync::Mutex::new(None),
+            evaluations,
         }
     }
 
@@ -390,6 +395,11 @@ impl App {
             .date_naive();
         let rel = release.clone();
         let input = data.clone();
+        let _permit = self
+            .evaluations
+            .acquire()
+            .await
+            .map_err(|_| EvalError::Interrupted)?;
         // Scripts are CPU work bounded by their limits; keep them off the async workers.
         let (result, elapsed) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();

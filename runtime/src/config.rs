@@ -49,6 +49,8 @@ pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 150;
 pub const DEFAULT_MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
 /// Most files one release may hold.
 pub const DEFAULT_MAX_RULE_FILES: usize = 2_000;
+/// Evaluations running at once; more requests wait their turn rather than pile up threads.
+pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: usize = 32;
 /// Most records one group commit writes in one durable transaction.
 pub const DEFAULT_MAX_COMMIT_BATCH: usize = 512;
 
@@ -68,6 +70,7 @@ pub struct Limits {
     pub max_rule_file_bytes: usize,
     pub max_rule_files: usize,
     pub max_commit_batch: usize,
+    pub max_concurrent_evaluations: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Default for Limits {
             max_rule_file_bytes: DEFAULT_MAX_RULE_FILE_BYTES,
             max_rule_files: DEFAULT_MAX_RULE_FILES,
             max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
+            max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
         }
     }
 }
