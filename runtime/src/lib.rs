@@ -8,7 +8,7 @@
 //! - [`permits`], [`levy`] — the domain: forms, checks, levy line items;
 //! - [`scripts`] — the Rhai engine, sandbox limits and script API;
 //! - [`store`] — the only code that touches redb;
-//! - [`auth`], [`config`], [`diagnostic`].
+//! - [`auth`], [`config`], [`diagnostic`], [`metrics`].
 
 pub mod api;
 pub mod app;
