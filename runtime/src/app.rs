@@ -395,7 +395,7 @@ impl App {
             .date_naive();
         let rel = release.clone();
         let input = data.clone();
-        let _permit = self
+        let slot = self
             .evaluations
             .acquire()
             .await
@@ -409,6 +409,9 @@ impl App {
         })
         .await
         .map_err(|_| EvalError::Interrupted)?;
+        // The slot bounds script work only; waiting for the durable write must not hold it, or
+        // it would also cap how many decisions share one group commit.
+        drop(slot);
 
         let (output, outcome) = match &result {
             Ok(Evaluation::Valid { output }) => (output.clone(), "ok"),
