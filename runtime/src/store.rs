@@ -216,10 +216,22 @@ impl Store {
         limit: usize,
         set_seq: impl Fn(&mut T, u64),
     ) -> Result<Vec<T>, StoreError> {
+        self.newest_before(table, name, limit, u64::MAX, set_seq)
+    }
+
+    /// Like [`Self::newest`], for records whose sequence number is below `before` (paging).
+    fn newest_before<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        name: &'static str,
+        limit: usize,
+        before: u64,
+        set_seq: impl Fn(&mut T, u64),
+    ) -> Result<Vec<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table)?;
         let mut out = Vec::new();
-        for entry in t.iter()?.rev().take(limit) {
+        for entry in t.range(..before)?.rev().take(limit) {
             let (k, v) = entry?;
             let mut record: T = decode(name, v.value())?;
             set_seq(&mut record, k.value());
@@ -275,16 +287,21 @@ impl Store {
     }
 
     /// The newest decisions, optionally of one permit type only (through its index table).
+    /// The newest decisions below sequence number `before` (all when `None`), optionally of
+    /// one permit type only (through its index table). Page with the last `seq` seen.
     pub fn decisions(
         &self,
         permit: Option<&str>,
         limit: usize,
+        before: Option<u64>,
     ) -> Result<Vec<DecisionRecord>, StoreError> {
+        let before = before.unwrap_or(u64::MAX);
         let Some(permit) = permit else {
-            return self.newest(
+            return self.newest_before(
                 DECISIONS,
                 "decisions",
                 limit,
+                before,
                 |r: &mut DecisionRecord, s| r.seq = s,
             );
         };
@@ -293,7 +310,7 @@ impl Store {
         let decisions = txn.open_table(DECISIONS)?;
         let mut out = Vec::new();
         for entry in index
-            .range((permit, 0)..=(permit, u64::MAX))?
+            .range((permit, 0)..(permit, before))?
             .rev()
             .take(limit)
         {
@@ -364,9 +381,14 @@ mod tests {
             store.close();
         }
         let store = Store::open(dir.path(), 64).unwrap();
-        let pbg = store.decisions(Some("pbg"), 10).unwrap();
+        let pbg = store.decisions(Some("pbg"), 10, None).unwrap();
         assert_eq!(pbg.iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 1]);
-        assert_eq!(store.decisions(None, 2).unwrap().len(), 2);
+        assert_eq!(store.decisions(None, 2, None).unwrap().len(), 2);
+        // Paging: below sequence 3 for pbg is only 1; below 2 overall is only 1.
+        let page = store.decisions(Some("pbg"), 10, Some(3)).unwrap();
+        assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
+        let page = store.decisions(None, 10, Some(2)).unwrap();
+        assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
         assert_eq!(store.decision_count().unwrap(), 3);
     }
 

@@ -100,6 +100,16 @@ async fn evaluates_and_lists_permits() {
         "0.030000000000000000000001"
     );
     assert_eq!(decisions[1]["release"], release.as_str());
+    // The next page starts below the last sequence number seen.
+    let last = decisions[1]["seq"].as_u64().unwrap();
+    let (status, next) = s
+        .admin_get(&format!(
+            "/admin/decisions?permit=uji&limit=10&before={last}"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let next = next["decisions"].as_array().unwrap();
+    assert!(!next.is_empty() && next.iter().all(|d| d["seq"].as_u64().unwrap() < last));
 
     let metrics = s
         .http

@@ -34,6 +34,8 @@ pub fn routes() -> Router<Arc<App>> {
 struct Page {
     limit: Option<usize>,
     permit: Option<String>,
+    /// Only records older than this sequence number: pass the last `seq` of a page.
+    before: Option<u64>,
 }
 
 impl Page {
@@ -120,7 +122,7 @@ async fn decisions(
     let p = page(q)?;
     let limit = p.limit()?;
     Ok(Json(
-        json!({ "decisions": app.store.decisions(p.permit.as_deref(), limit)? }),
+        json!({ "decisions": app.store.decisions(p.permit.as_deref(), limit, p.before)? }),
     ))
 }
 
