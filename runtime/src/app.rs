@@ -72,22 +72,14 @@ pub enum ReleaseError {
     Interrupted,
 }
 
-/// What an activation does to the admin's pin (see [`PinRecord`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pin {
+/// The change to the admin's pin (see [`PinRecord`]) written with an activation.
+#[derive(Debug, Clone)]
+enum PinChange {
     /// An admin chose this release: keep it while the folder stays as it is.
-    Set,
+    Set(PinRecord),
     /// Leave any pin as it is (start-up restores).
     Keep,
     /// The folder's own release replaces any pin.
-    Clear,
-}
-
-/// The pin change written with an activation.
-#[derive(Debug, Clone)]
-pub enum PinChange {
-    Set(PinRecord),
-    Keep,
     Clear,
 }
 
@@ -143,7 +135,7 @@ impl App {
                         &pin.release,
                         "startup",
                         "kept: an admin reactivated it",
-                        Pin::Keep,
+                        false,
                     )
                     .await
                 {
@@ -169,7 +161,7 @@ impl App {
         }
         match self.store.active_release()? {
             Some(id) => match self
-                .activate_stored(&id, "startup", "rules folder does not build", Pin::Keep)
+                .activate_stored(&id, "startup", "rules folder does not build", false)
                 .await
             {
                 Ok(o) if o.accepted => {
@@ -261,21 +253,22 @@ impl App {
         Ok(outcome)
     }
 
-    /// Rebuilds a stored release from its sources and makes it the active one.
+    /// Rebuilds a stored release from its sources and makes it the active one. With `pin`
+    /// (an admin's choice) it stays active while the rules folder stays as it is now.
     pub async fn activate_stored(
         &self,
         id: &str,
         by: &str,
         reason: &str,
-        pin: Pin,
+        pin: bool,
     ) -> Result<ReloadOutcome, ReleaseError> {
-        let pin = match pin {
-            Pin::Set => PinChange::Set(PinRecord {
+        let pin = if pin {
+            PinChange::Set(PinRecord {
                 release: id.to_owned(),
                 folder: self.folder_id().await.unwrap_or_default(),
-            }),
-            Pin::Keep => PinChange::Keep,
-            Pin::Clear => PinChange::Clear,
+            })
+        } else {
+            PinChange::Keep
         };
         let _guard = self.reload_lock.lock().await;
         let sources = self
@@ -381,31 +374,23 @@ impl App {
         data: Json,
     ) -> Result<Evaluation, EvalError> {
         let release = self.current().ok_or(EvalError::NoRelease)?;
-        match release.permits.get(permit_id) {
-            None => return Err(EvalError::UnknownPermit(permit_id.to_owned())),
-            // Nothing to evaluate, so nothing to record.
-            Some(p) if kind == Kind::Levy && p.levy.is_none() => {
-                return Err(EvalError::NoLevy(permit_id.to_owned()))
-            }
-            Some(_) => {}
-        }
         let permit_name = permit_id.to_owned();
         let today = Utc::now()
             .with_timezone(&self.config.utc_offset)
             .date_naive();
         let rel = release.clone();
-        let input = data.clone();
         let slot = self
             .evaluations
             .acquire()
             .await
             .map_err(|_| EvalError::Interrupted)?;
-        // Scripts are CPU work bounded by their limits; keep them off the async workers.
-        let (result, elapsed) = tokio::task::spawn_blocking(move || {
+        // Scripts are CPU work bounded by their limits; keep them off the async workers. The
+        // input comes back for the decision record instead of being copied.
+        let (result, elapsed, data) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result =
-                crate::scripts::with_today(Some(today), || run(&rel, &permit_name, kind, &input));
-            (result, started.elapsed())
+                crate::scripts::with_today(Some(today), || run(&rel, &permit_name, kind, &data));
+            (result, started.elapsed(), data)
         })
         .await
         .map_err(|_| EvalError::Interrupted)?;
@@ -427,7 +412,8 @@ impl App {
                     "script_error"
                 },
             ),
-            Err(_) => (Json::Null, "error"),
+            // Nothing was evaluated (unknown permit type, no levy): nothing to record.
+            Err(_) => return result,
         };
         self.metrics.evaluation(permit_id, kind.as_str(), outcome);
         self.store

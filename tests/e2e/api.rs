@@ -1,14 +1,10 @@
 //! The HTTP surface: evaluation, auth, and every bad-input case answered with the right 4xx.
 
-use pintu_tests::{write_uji, Server};
+use pintu_tests::{uji_server, Server};
 use serde_json::json;
 
 fn start() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    write_uji(&rules, "0.1");
-    let server = Server::start(&rules, &dir.path().join("data"), &[]);
-    (dir, server)
+    uji_server("0.1")
 }
 
 #[tokio::test]

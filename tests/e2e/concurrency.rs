@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pintu_tests::{write_uji, Server};
+use pintu_tests::{uji_server, write_uji};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
@@ -14,10 +14,9 @@ const CHANGES: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_rules_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    write_uji(&rules, "1");
-    let s = Arc::new(Server::start(&rules, &dir.path().join("data"), &[]));
+    let (_dir, s) = uji_server("1");
+    let rules = s.rules.clone();
+    let s = Arc::new(s);
     let stop = Arc::new(AtomicBool::new(false));
 
     let mut clients = Vec::new();

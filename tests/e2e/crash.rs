@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pintu_tests::{write_uji, Server};
+use pintu_tests::{uji_server, Server};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
@@ -15,11 +15,8 @@ const MAX_PER_CLIENT: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_decisions_survive_a_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    let data = dir.path().join("data");
-    write_uji(&rules, "1");
-    let server = Server::start(&rules, &data, &[]);
+    let (_dir, server) = uji_server("1");
+    let (rules, data) = (server.rules.clone(), server.data.clone());
     let base = server.base.clone();
     let acked = Arc::new(AtomicUsize::new(0));
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pintu_tests::{write_file, write_uji, Server};
+use pintu_tests::{uji_server, write_file, write_uji, Server};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,10 +18,8 @@ async fn levy_total(s: &Server) -> String {
 
 #[tokio::test]
 async fn saved_changes_go_live_and_broken_ones_never_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    write_uji(&rules, "0.1");
-    let s = Server::start(&rules, &dir.path().join("data"), &[]);
+    let (_dir, s) = uji_server("0.1");
+    let rules = s.rules.clone();
     let first = s.release().await.unwrap();
     assert_eq!(levy_total(&s).await, "10");
 
@@ -108,11 +106,8 @@ async fn saved_changes_go_live_and_broken_ones_never_do() {
 
 #[tokio::test]
 async fn restart_with_a_broken_folder_serves_the_last_good_release() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    let data = dir.path().join("data");
-    write_uji(&rules, "0.3");
-    let s = Server::start(&rules, &data, &[]);
+    let (_dir, s) = uji_server("0.3");
+    let (rules, data) = (s.rules.clone(), s.data.clone());
     let good = s.release().await.unwrap();
     assert_eq!(levy_total(&s).await, "30");
     assert_eq!(s.terminate(), Some(0));
@@ -162,11 +157,8 @@ async fn a_first_start_with_a_broken_folder_serves_nothing_but_answers() {
 
 #[tokio::test]
 async fn a_rollback_survives_restart_until_the_folder_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    let data = dir.path().join("data");
-    write_uji(&rules, "0.1");
-    let s = Server::start(&rules, &data, &[]);
+    let (_dir, s) = uji_server("0.1");
+    let (rules, data) = (s.rules.clone(), s.data.clone());
     let old = s.release().await.unwrap();
     write_uji(&rules, "0.2");
     let (new, _) = s.wait_for_new_release(Some(&old), WAIT).await;

@@ -309,6 +309,16 @@ pub const UJI_LEVY: &str = r#"fn levy(data, params) {
 }
 "#;
 
+/// A temp folder whose `rules/` holds the `uji` permit at `rate`, and a server started on it
+/// with `data/` beside; `server.rules` and `server.data` name the two folders.
+pub fn uji_server(rate: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules");
+    write_uji(&rules, rate);
+    let server = Server::start(&rules, &dir.path().join("data"), &[]);
+    (dir, server)
+}
+
 pub fn write_uji(root: &Path, rate: &str) {
     for (path, text) in uji_tree(rate) {
         write_file(&root.join(path), &text);

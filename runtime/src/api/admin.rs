@@ -11,7 +11,7 @@ use serde_json::{json, Value as Json_};
 
 use super::error::AppError;
 use super::extract::{Admin, Body};
-use crate::app::{App, Pin};
+use crate::app::App;
 use crate::auth;
 
 /// Default and largest page of list endpoints.
@@ -100,7 +100,7 @@ async fn activate(
     Path(id): Path<String>,
 ) -> Result<Json<Json_>, AppError> {
     let outcome = app
-        .activate_stored(&id, &actor(&admin), "reactivated by an admin", Pin::Set)
+        .activate_stored(&id, &actor(&admin), "reactivated by an admin", true)
         .await?;
     app.audit(
         &actor(&admin),
