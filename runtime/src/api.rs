@@ -4,6 +4,7 @@
 mod admin;
 pub mod error;
 mod extract;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
@@ -22,16 +22,23 @@ use crate::app::{App, Evaluation, Kind};
 pub use error::AppError;
 use extract::Body;
 
+pub use routes::{routes, Access, Route};
+
+/// The public routes; admin routes are in [`admin::routes`]. [`routes`] lists both.
+fn public_routes() -> Vec<Route> {
+    vec![
+        Route::get("/health", Access::Public, health),
+        Route::get("/metrics", Access::Public, metrics),
+        Route::get("/v1/permits", Access::Public, list_permits),
+        Route::get("/v1/permits/{id}", Access::Public, show_permit),
+        Route::post("/v1/permits/{id}/validate", Access::Public, validate),
+        Route::post("/v1/permits/{id}/levy", Access::Public, levy),
+    ]
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.limits.max_body_bytes;
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/permits", get(list_permits))
-        .route("/v1/permits/{id}", get(show_permit))
-        .route("/v1/permits/{id}/validate", post(validate))
-        .route("/v1/permits/{id}/levy", post(levy))
-        .merge(admin::routes())
+    routes::mount(Router::new())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

@@ -72,6 +72,16 @@ pub fn create_token(
     Ok((token, record))
 }
 
+/// Revokes the token whose public id is `id`; returns its record, or `None` if no token has
+/// that id. Lookups read the store on every request, so the token stops working at once.
+pub fn revoke_token(store: &Store, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+    let Some((hash, record)) = store.token_by_id(id)? else {
+        return Ok(None);
+    };
+    store.write_blocking(vec![Op::RevokeToken { hash }])?;
+    Ok(Some(record))
+}
+
 /// The role of a presented token, if it is known.
 pub fn lookup(store: &Store, token: &str) -> Result<Option<TokenRecord>, StoreError> {
     store.token(&hash(token))
@@ -145,5 +155,22 @@ mod tests {
         );
         // Only the hash is stored.
         assert!(store.token(&token).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_revoked_token_is_unknown_at_once_and_others_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        let (kept, _) = create_token(&store, "back_office", "").unwrap();
+        let (gone, record) = create_token(&store, "front_office", "loket 2").unwrap();
+        let revoked = revoke_token(&store, &record.id).unwrap().unwrap();
+        assert_eq!(
+            (revoked.role.as_str(), revoked.label.as_str()),
+            ("front_office", "loket 2")
+        );
+        assert!(lookup(&store, &gone).unwrap().is_none());
+        assert_eq!(lookup(&store, &kept).unwrap().unwrap().role, "back_office");
+        assert!(revoke_token(&store, &record.id).unwrap().is_none());
+        assert!(revoke_token(&store, "000000000000").unwrap().is_none());
     }
 }

@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn malformed_results_are_script_errors() {
-        assert!(from_script(Dynamic::from(1_i64), "p/levy.rhai").is_err());
+        let e = from_script(Dynamic::from(1_i64), "p/levy.rhai").unwrap_err();
+        assert!(e.message.contains("levy must return a map"), "{e}");
         let mut m = Map::new();
         m.insert(
             "items".into(),

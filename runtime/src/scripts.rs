@@ -486,7 +486,13 @@ mod tests {
     #[test]
     fn undeclared_variables_are_rejected() {
         let h = host(&[]);
-        assert!(h.compile("p/v.rhai", "fn f() { y + 1 }").is_err());
+        let d = h.compile("p/v.rhai", "fn f() { y + 1 }").err().unwrap();
+        assert_eq!(
+            (d.file.as_str(), d.line, d.column),
+            ("p/v.rhai", 1, 10),
+            "{d}"
+        );
+        assert!(d.message.contains('y'), "{d}");
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Clients keep calling `/levy` while the rules change many times: no request fails, and every
-//! response that names the same release carries the same total.
+//! response carries exactly the total of the release it names (rate × x, in decimal arithmetic).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pintu_tests::{uji_server, write_uji};
+use rust_decimal::Decimal;
 use serde_json::json;
 
 const CLIENTS: usize = 4;
 const CHANGES: usize = 50;
+/// The `x` every client sends.
+const X: u32 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_rules_change() {
@@ -28,13 +32,15 @@ async fn no_request_fails_while_rules_change() {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let (status, v) = s
-                    .post("/v1/permits/uji/levy", json!({"data": {"x": 100}}))
+                    .post("/v1/permits/uji/levy", json!({"data": {"x": X}}))
                     .await;
                 if status == 200 {
-                    seen.push((
-                        v["release"].as_str().unwrap_or("").to_owned(),
-                        v["total"].as_str().unwrap_or("").to_owned(),
-                    ));
+                    match (v["release"].as_str(), v["total"].as_str()) {
+                        (Some(release), Some(total)) => {
+                            seen.push((release.to_owned(), total.to_owned()));
+                        }
+                        _ => failures.push(format!("200 without release or total: {v}")),
+                    }
                 } else {
                     failures.push(format!("{status}: {v}"));
                 }
@@ -45,13 +51,18 @@ async fn no_request_fails_while_rules_change() {
 
     let started = Instant::now();
     let mut current = s.release().await;
+    // Which rate each release was built from: every release's rate is distinct.
+    let mut rates: BTreeMap<String, Decimal> = BTreeMap::new();
+    rates.insert(current.clone().expect("a release at start"), Decimal::ONE);
     let mut latencies = Vec::new();
     for i in 0..CHANGES {
-        write_uji(&rules, &format!("{}.{}", i + 2, i));
+        let rate = format!("{}.{}", i + 2, i);
+        write_uji(&rules, &rate);
         let (next, took) = s
             .wait_for_new_release(current.as_deref(), Duration::from_secs(30))
             .await;
         latencies.push(took);
+        rates.insert(next.clone(), Decimal::from_str(&rate).unwrap());
         current = Some(next);
     }
     stop.store(true, Ordering::Relaxed);
@@ -76,6 +87,18 @@ async fn no_request_fails_while_rules_change() {
             1,
             "release {release} answered different totals: {set:?}"
         );
+        let rate = rates
+            .get(release)
+            .unwrap_or_else(|| panic!("a response named release {release}, which was never made"));
+        for total in set {
+            let total = Decimal::from_str(total)
+                .unwrap_or_else(|e| panic!("total `{total}` is not a decimal: {e}"));
+            assert_eq!(
+                total,
+                rate * Decimal::from(X),
+                "release {release} (rate {rate}) answered {total} for x = {X}"
+            );
+        }
     }
     assert!(totals.len() > 1, "clients never saw a reload");
     latencies.sort();

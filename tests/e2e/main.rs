@@ -8,6 +8,7 @@
 )]
 
 mod api;
+mod auth;
 mod cli;
 mod concurrency;
 mod crash;

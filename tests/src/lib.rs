@@ -9,13 +9,15 @@
 //! Harness for the end-to-end suites: runs the real `pintu` binary on an ephemeral port with its
 //! own rules and data folders, and talks to it over HTTP.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
@@ -25,36 +27,135 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// How long the nested `cargo build` of `pintu` may take (a cold build on a loaded machine).
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a `pintu` command-line run (`check`, `token`, ...) may take.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long a server may take to exit after SIGTERM or SIGKILL.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Path of the `pintu` binary, built once per test run so the suites always test current code.
+///
+/// It is built with the profile of this test executable (`cargo test --release` tests a release
+/// `pintu`), and the path is the one cargo reports for the executable it just built, so a stale
+/// binary from another profile or target folder is never run.
 pub fn pintu_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "pintu", "--bin", "pintu"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo build of pintu runs");
-        assert!(status.success(), "building pintu failed");
-        // The test executable sits in target/<profile>/deps; the binary in target/<profile>.
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        profile_dir.join("pintu")
-    })
-    .clone()
+    BIN.get_or_init(build_pintu).clone()
 }
 
-/// Runs `pintu` with `args` to completion; returns (exit code, stdout, stderr).
+/// The cargo profile this test executable was built with, from its folder:
+/// `target/<profile dir>/deps/<test>` (`debug` is the `dev` and `test` profiles' folder).
+fn own_profile() -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    match dir {
+        "debug" => "dev".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn build_pintu() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile = own_profile();
+    // CARGO_TARGET_DIR and the rest of cargo's configuration are inherited from the environment.
+    let mut child = Command::new(cargo)
+        .args(["build", "-q", "-p", "pintu", "--bin", "pintu", "--profile"])
+        .arg(&profile)
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cargo build of pintu runs");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let reader = std::thread::spawn(move || {
+        let mut exe = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "pintu" {
+                if let Some(path) = msg["executable"].as_str() {
+                    exe = Some(PathBuf::from(path));
+                }
+            }
+        }
+        exe
+    });
+    let status = wait_bounded(&mut child, BUILD_TIMEOUT)
+        .unwrap_or_else(|| panic!("building pintu (profile {profile}) took longer than {BUILD_TIMEOUT:?}; killed the build"));
+    assert!(
+        status.success(),
+        "building pintu (profile {profile}) failed: {status}"
+    );
+    let exe = reader
+        .join()
+        .expect("cargo output reader")
+        .unwrap_or_else(|| {
+            panic!("cargo built pintu (profile {profile}) but reported no executable")
+        });
+    assert!(
+        exe.is_file(),
+        "cargo reported `{}`, which is not a file",
+        exe.display()
+    );
+    eprintln!("testing {} (profile {profile})", exe.display());
+    exe
+}
+
+/// Waits for `child` to exit for at most `timeout`; on timeout kills it and returns `None`.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `pintu` with `args` to completion (at most [`CLI_TIMEOUT`]); returns (exit code,
+/// stdout, stderr).
 pub fn run_pintu(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(pintu_bin())
+    let mut child = Command::new(pintu_bin())
         .args(args)
         .current_dir(cwd)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("pintu runs");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let status = wait_bounded(&mut child, CLI_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "`pintu {}` did not finish within {CLI_TIMEOUT:?}",
+            args.join(" ")
+        )
+    });
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        out.join().expect("stdout reader"),
+        err.join().expect("stderr reader"),
     )
 }
 
@@ -252,26 +353,42 @@ impl Server {
         );
     }
 
-    /// SIGTERM, then waits for a clean exit; returns the exit code.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_child(&self.child);
+        kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("cannot send {signal:?} to pintu (pid {pid:?}): {e}"));
+    }
+
+    /// SIGTERM, then waits (at most [`EXIT_TIMEOUT`]) for a clean exit; returns the exit code,
+    /// or `None` if the server did not exit in time (it is then killed).
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.signal(Signal::TERM);
+        wait_bounded(&mut self.child, EXIT_TIMEOUT).and_then(|s| s.code())
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash. Returns once the process is gone, and
+    /// checks that it was the signal that ended it.
+    pub fn kill(mut self) {
+        self.signal(Signal::KILL);
+        let status = wait_bounded(&mut self.child, EXIT_TIMEOUT)
+            .unwrap_or_else(|| panic!("pintu did not die within {EXIT_TIMEOUT:?} of SIGKILL"));
+        assert_eq!(
+            status.signal(),
+            Some(Signal::KILL.as_raw()),
+            "pintu ended by itself ({status}) before the kill"
+        );
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = wait_bounded(&mut self.child, EXIT_TIMEOUT);
     }
 }
 

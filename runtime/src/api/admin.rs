@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::error::AppError;
 use super::extract::{Admin, Body};
+use super::routes::{Access, Route};
 use crate::app::App;
 use crate::auth;
 
@@ -18,15 +19,20 @@ use crate::auth;
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/admin/releases", get(releases))
-        .route("/admin/releases/{id}/activate", post(activate))
-        .route("/admin/reloads", get(reloads))
-        .route("/admin/reload", post(reload))
-        .route("/admin/decisions", get(decisions))
-        .route("/admin/audit", get(audit))
-        .route("/admin/tokens", post(create_token))
+/// Every admin route; each handler takes the [`Admin`] extractor, which is what enforces the
+/// access stated here (the end-to-end auth matrix checks that the two agree).
+pub fn routes() -> Vec<Route> {
+    const ADMIN: Access = Access::Roles(&[auth::ADMIN]);
+    vec![
+        Route::get("/admin/releases", ADMIN, releases),
+        Route::post("/admin/releases/{id}/activate", ADMIN, activate),
+        Route::get("/admin/reloads", ADMIN, reloads),
+        Route::post("/admin/reload", ADMIN, reload),
+        Route::get("/admin/decisions", ADMIN, decisions),
+        Route::get("/admin/audit", ADMIN, audit),
+        Route::post("/admin/tokens", ADMIN, create_token),
+        Route::delete("/admin/tokens/{id}", ADMIN, revoke_token),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -176,4 +182,25 @@ async fn create_token(
     Ok(Json(
         json!({ "token": token, "id": record.id, "role": record.role }),
     ))
+}
+
+/// Revokes a token by its public id: it stops working at the next request.
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let store = app.store.clone();
+    let target = id.clone();
+    let revoked = tokio::task::spawn_blocking(move || auth::revoke_token(&store, &target))
+        .await
+        .map_err(|e| AppError::Store(crate::store::StoreError::Storage(e.to_string())))??;
+    let record = revoked.ok_or(AppError::UnknownToken(id))?;
+    app.audit(
+        &actor(&admin),
+        "revoke_token",
+        json!({ "id": record.id, "role": record.role, "label": record.label }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -29,6 +29,8 @@ pub enum AppError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("no token with id `{0}`")]
+    UnknownToken(String),
     #[error("data is invalid")]
     InvalidData { errors: Json, release: String },
     #[error("candidate release {release} was rejected: {summary}")]
@@ -59,6 +61,7 @@ impl AppError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UnknownToken(_) => (StatusCode::NOT_FOUND, "unknown_token"),
             Self::InvalidData { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data"),
             Self::Rejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "release_rejected"),
             Self::Eval(e) => match e {

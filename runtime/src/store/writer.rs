@@ -33,6 +33,10 @@ pub enum Op {
         hash: String,
         record: TokenRecord,
     },
+    /// Forget a token (by the hash it is stored under); a no-op if it is already gone.
+    RevokeToken {
+        hash: String,
+    },
     Audit(AuditRecord),
     /// Set or clear the admin's pin.
     Pin(Option<PinRecord>),
@@ -180,6 +184,10 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
         Op::Token { hash, record } => {
             txn.open_table(TOKENS)?
                 .insert(hash.as_str(), encode(record)?.as_slice())?;
+            None
+        }
+        Op::RevokeToken { hash } => {
+            txn.open_table(TOKENS)?.remove(hash.as_str())?;
             None
         }
         Op::Audit(a) => Some(append(&mut txn.open_table(AUDIT)?, &encode(a)?)?),
