@@ -66,7 +66,14 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
 
 async fn health(State(app): State<Arc<App>>) -> Response {
     match app.current() {
-        Some(r) => Json(json!({ "status": "ok", "release": r.id })).into_response(),
+        // Serving, but not what the rules folder holds: still 200, and the reason.
+        Some(r) => match app.folder_problem() {
+            Some(reason) => {
+                Json(json!({ "status": "degraded", "release": r.id, "reason": reason.as_str() }))
+                    .into_response()
+            }
+            None => Json(json!({ "status": "ok", "release": r.id })).into_response(),
+        },
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "release": null })),
@@ -164,9 +171,10 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     } else {
         None
     };
+    let shutdown = shutdown_signal();
     tracing::info!("listening on http://{addr}");
     axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     drop(watcher);
     tracing::info!("shutting down: flushing the store");
@@ -174,24 +182,26 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Registers for SIGINT/SIGTERM now and returns a future that ends on either. Registering before
+/// "listening on" is logged means a signal sent as soon as the server is reachable ends it
+/// gracefully instead of killing it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => {},
+            () = wait(term) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("signal received: finishing in-flight requests");
     }
-    tracing::info!("signal received: finishing in-flight requests");
 }

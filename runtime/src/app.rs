@@ -2,7 +2,7 @@
 //! they record. HTTP lives in `api`; this is what the handlers call.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use chrono::Utc;
@@ -87,11 +87,20 @@ enum PinChange {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadOutcome {
     pub accepted: bool,
-    /// The candidate matched the active release; nothing was rebuilt.
+    /// Nothing was built: the candidate is the active release already (or, for file events, a
+    /// failure already recorded as it is).
     pub unchanged: bool,
     pub release: String,
     pub active: Option<String>,
     pub report: BuildReport,
+}
+
+/// What the reload lock guards besides the order of candidates.
+#[derive(Default)]
+struct ReloadState {
+    /// The folder's last failure (its content id, or what made it unreadable): file events that
+    /// leave it as it is are not built or recorded again. An admin's reload always rebuilds.
+    last_failure: Option<String>,
 }
 
 pub struct App {
@@ -100,7 +109,9 @@ pub struct App {
     pub metrics: Metrics,
     active: ArcSwapOption<Release>,
     /// One candidate at a time: builds are whole-tree and the last writer must win.
-    reload_lock: tokio::sync::Mutex<Option<String>>,
+    reload_lock: tokio::sync::Mutex<ReloadState>,
+    /// Why what serves is not the rules folder, while the folder does not build.
+    folder_problem: ArcSwapOption<String>,
     /// Bounds the blocking threads scripts occupy under load.
     evaluations: tokio::sync::Semaphore,
 }
@@ -114,7 +125,8 @@ impl App {
             store,
             metrics: Metrics::default(),
             active: ArcSwapOption::empty(),
-            reload_lock: tokio::sync::Mutex::new(None),
+            reload_lock: tokio::sync::Mutex::new(ReloadState::default()),
+            folder_problem: ArcSwapOption::empty(),
             evaluations,
         }
     }
@@ -123,6 +135,11 @@ impl App {
     /// changes the rules under a running evaluation.
     pub fn current(&self) -> Option<Arc<Release>> {
         self.active.load_full()
+    }
+
+    /// Set while the rules folder does not build: what is wrong and what serves instead.
+    pub fn folder_problem(&self) -> Option<Arc<String>> {
+        self.folder_problem.load_full()
     }
 
     /// Builds the rules folder and activates it if everything passes. At start-up a broken
@@ -152,16 +169,44 @@ impl App {
                 }
             }
         }
-        let outcome = self.reload_from_folder("startup", false).await?;
-        if outcome.accepted {
-            return Ok(outcome);
-        }
-        for d in &outcome.report.diagnostics {
+        let mut state = self.reload_lock.lock().await;
+        let stored = self.store.active_release()?;
+        let (report, key) = match self.read_folder().await {
+            Ok(tree) => {
+                let reason = match stored.as_deref() {
+                    None => "first start",
+                    Some(id) if id == tree.id() => "start-up: the rules folder is unchanged",
+                    Some(_) => "start-up: the rules folder changed since the last run",
+                };
+                let key = tree_key(tree.id());
+                match self.build(tree).await? {
+                    Ok(release) => {
+                        return self
+                            .activate(release, "startup", reason, PinChange::Clear, "")
+                            .await
+                    }
+                    Err(report) => (report, key),
+                }
+            }
+            Err(diagnostics) => {
+                let key = read_key(&diagnostics);
+                (read_report(diagnostics), key)
+            }
+        };
+        for d in &report.diagnostics {
             tracing::warn!("{d}");
         }
-        match self.store.active_release()? {
+        // The last good release is restored first, so that the newest reload entry is the
+        // folder's failure and names what serves instead.
+        match stored {
             Some(id) => match self
-                .activate_stored(&id, "startup", "rules folder does not build", false)
+                .restore(
+                    &id,
+                    "startup",
+                    "rules folder does not build",
+                    PinChange::Keep,
+                    "fallback: the rules folder does not build; serving the last good release from the store",
+                )
                 .await
             {
                 Ok(o) if o.accepted => {
@@ -174,83 +219,124 @@ impl App {
             },
             None => tracing::error!("rules folder does not build and no earlier release is stored; serving nothing until it is fixed"),
         }
-        Ok(outcome)
+        state.last_failure = Some(key);
+        self.folder_failed("startup", report).await
+    }
+
+    /// Reads the rules folder within `rules_read_timeout_ms`. Every caller holds the reload lock
+    /// or is about to take it: a read that hangs (a file on a stalled share) keeps its blocking
+    /// thread but not the lock, and becomes a diagnostic.
+    async fn read_folder(&self) -> Result<SourceTree, Vec<Diagnostic>> {
+        self.metrics.folder_read();
+        let dir = self.config.rules_dir.clone();
+        let shown = dir.display().to_string();
+        let limits = self.config.limits.clone();
+        let deadline = limits.rules_read_timeout();
+        let read = tokio::task::spawn_blocking(move || SourceTree::read_dir(&dir, &limits));
+        match tokio::time::timeout(deadline, read).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(vec![Diagnostic::file(
+                shown,
+                format!("reading the rules folder failed: {e}"),
+            )]),
+            Err(_) => Err(vec![Diagnostic::file(
+                shown,
+                format!(
+                    "reading the rules folder took longer than {} ms (limit `rules_read_timeout_ms`); \
+                     is a file on a stalled disk or network share?",
+                    deadline.as_millis()
+                ),
+            )]),
+        }
     }
 
     /// The content id of the rules folder as it is now, if it reads.
     async fn folder_id(&self) -> Option<String> {
-        let dir = self.config.rules_dir.clone();
-        let limits = self.config.limits.clone();
-        tokio::task::spawn_blocking(move || SourceTree::read_dir(&dir, &limits).ok())
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.id().to_owned())
+        self.read_folder().await.ok().map(|t| t.id().to_owned())
     }
 
     /// Reads the folder, builds a candidate and swaps it in if it passes. Unless `force`d (an
     /// admin's explicit reload), a folder unchanged since an admin reactivated another release
-    /// leaves that release serving.
+    /// leaves that release serving, and a folder that fails exactly as it did last time is
+    /// neither rebuilt nor recorded again.
     pub async fn reload_from_folder(
         &self,
         trigger: &str,
         force: bool,
     ) -> Result<ReloadOutcome, StoreError> {
-        let mut last_rejected = self.reload_lock.lock().await;
-        let dir = self.config.rules_dir.clone();
-        let limits = self.config.limits.clone();
-        let tree = tokio::task::spawn_blocking(move || SourceTree::read_dir(&dir, &limits))
-            .await
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
-        let tree = match tree {
+        let mut state = self.reload_lock.lock().await;
+        let active = self.current().map(|r| r.id.clone());
+        let tree = match self.read_folder().await {
             Ok(t) => t,
             Err(diagnostics) => {
-                let report = BuildReport {
-                    release: String::new(),
-                    diagnostics,
-                    ..BuildReport::default()
-                };
-                return self.reject(trigger, report).await;
+                let key = read_key(&diagnostics);
+                if !force && state.last_failure.as_deref() == Some(key.as_str()) {
+                    return Ok(nothing_built(String::new(), false, active));
+                }
+                state.last_failure = Some(key);
+                return self.folder_failed(trigger, read_report(diagnostics)).await;
             }
         };
-        let active = self.current().map(|r| r.id.clone());
-        let pinned_folder = match self.store.pin()? {
-            Some(pin) if !force && active.as_deref() == Some(pin.release.as_str()) => {
-                Some(pin.folder)
+        let id = tree.id().to_owned();
+        let pin = self.store.pin()?;
+        if let Some(p) = &pin {
+            if !force && active.as_deref() == Some(p.release.as_str()) && p.folder == id {
+                return Ok(nothing_built(id, true, active));
             }
-            _ => None,
-        };
-        if pinned_folder.as_deref() == Some(tree.id()) {
-            return Ok(ReloadOutcome {
-                accepted: true,
-                unchanged: true,
-                release: tree.id().to_owned(),
-                active: active.clone(),
-                report: BuildReport {
-                    release: tree.id().to_owned(),
+        }
+        if active.as_deref() == Some(id.as_str()) {
+            let was_failing = state.last_failure.take().is_some();
+            self.folder_problem.store(None);
+            if !was_failing && !force {
+                // Saving a file unchanged: nothing to build, nothing to say.
+                return Ok(nothing_built(id, true, active));
+            }
+            let note = if was_failing {
+                "the rules folder equals the active release again"
+            } else {
+                "the rules folder equals the active release; nothing to build"
+            };
+            let mut record = reload_record(
+                trigger,
+                &BuildReport {
+                    release: id.clone(),
                     ..BuildReport::default()
                 },
-            });
+                true,
+                active.clone(),
+                note,
+            );
+            record.unchanged = true;
+            let mut ops = vec![Op::Reload(record)];
+            if force && pin.is_some() {
+                ops.push(Op::Pin(None));
+            }
+            self.store.write(ops).await?;
+            tracing::info!("{note} ({id})");
+            return Ok(nothing_built(id, true, active));
         }
-        if active.as_deref() == Some(tree.id()) || last_rejected.as_deref() == Some(tree.id()) {
-            // Editors and `touch` produce events without changes; nothing to do.
-            let accepted = active.as_deref() == Some(tree.id());
-            return Ok(ReloadOutcome {
-                accepted,
-                unchanged: true,
-                release: tree.id().to_owned(),
-                active,
-                report: BuildReport {
-                    release: tree.id().to_owned(),
-                    ..BuildReport::default()
-                },
-            });
+        let key = tree_key(&id);
+        if !force && state.last_failure.as_deref() == Some(key.as_str()) {
+            return Ok(nothing_built(id, false, active));
         }
-        let outcome = self
-            .build_and_activate(tree, trigger, "rules folder changed", PinChange::Clear)
-            .await?;
-        *last_rejected = (!outcome.accepted).then(|| outcome.release.clone());
-        Ok(outcome)
+        match self.build(tree).await? {
+            Ok(release) => {
+                state.last_failure = None;
+                self.folder_problem.store(None);
+                self.activate(
+                    release,
+                    trigger,
+                    "rules folder changed",
+                    PinChange::Clear,
+                    "",
+                )
+                .await
+            }
+            Err(report) => {
+                state.last_failure = Some(key);
+                self.folder_failed(trigger, report).await
+            }
+        }
     }
 
     /// Rebuilds a stored release from its sources and makes it the active one. With `pin`
@@ -271,29 +357,62 @@ impl App {
             PinChange::Keep
         };
         let _guard = self.reload_lock.lock().await;
+        if let Some(current) = self.current().filter(|r| r.id == id) {
+            // Already serving: nothing to build or swap, but the admin's choice still stands.
+            if let PinChange::Set(p) = pin {
+                self.store.write(vec![Op::Pin(Some(p))]).await?;
+            }
+            let mut report = current.report.clone();
+            report.duration = Duration::ZERO;
+            return Ok(ReloadOutcome {
+                accepted: true,
+                unchanged: true,
+                release: current.id.clone(),
+                active: Some(current.id.clone()),
+                report,
+            });
+        }
+        self.restore(id, by, reason, pin, "").await
+    }
+
+    /// Builds a stored release; the caller holds the reload lock (or runs before serving).
+    async fn restore(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        pin: PinChange,
+        note: &str,
+    ) -> Result<ReloadOutcome, ReleaseError> {
         let sources = self
             .store
             .release_sources(id)?
             .ok_or_else(|| ReleaseError::Unknown(id.to_owned()))?;
         let tree = SourceTree::from_files(sources);
-        Ok(self.build_and_activate(tree, by, reason, pin).await?)
+        Ok(match self.build(tree).await? {
+            Ok(release) => self.activate(release, by, reason, pin, note).await?,
+            Err(report) => {
+                self.reject(by, report, &format!("stored release {id} does not build"))
+                    .await?
+            }
+        })
     }
 
-    async fn build_and_activate(
+    async fn build(&self, tree: SourceTree) -> Result<Result<Release, BuildReport>, StoreError> {
+        let limits = self.config.limits.clone();
+        tokio::task::spawn_blocking(move || release::build(tree, &limits))
+            .await
+            .map_err(|e| StoreError::Storage(format!("candidate build crashed: {e}")))
+    }
+
+    async fn activate(
         &self,
-        tree: SourceTree,
+        release: Release,
         by: &str,
         reason: &str,
         pin: PinChange,
+        note: &str,
     ) -> Result<ReloadOutcome, StoreError> {
-        let limits = self.config.limits.clone();
-        let built = tokio::task::spawn_blocking(move || release::build(tree, &limits))
-            .await
-            .map_err(|e| StoreError::Storage(format!("candidate build crashed: {e}")))?;
-        let release = match built {
-            Ok(r) => r,
-            Err(report) => return self.reject(by, report).await,
-        };
         let report = release.report.clone();
         let now = Utc::now();
         let mut ops = Vec::new();
@@ -316,7 +435,13 @@ impl App {
             by: by.to_owned(),
             reason: reason.to_owned(),
         }));
-        ops.push(Op::Reload(reload_record(by, &report, true)));
+        ops.push(Op::Reload(reload_record(
+            by,
+            &report,
+            true,
+            Some(release.id.clone()),
+            note,
+        )));
         match pin {
             PinChange::Keep => {}
             PinChange::Clear => ops.push(Op::Pin(None)),
@@ -343,24 +468,51 @@ impl App {
         })
     }
 
+    /// The folder's candidate failed: health says so while an older release serves.
+    async fn folder_failed(
+        &self,
+        trigger: &str,
+        report: BuildReport,
+    ) -> Result<ReloadOutcome, StoreError> {
+        let active = self.current().map(|r| r.id.clone());
+        let serving = match &active {
+            Some(id) => format!("still serving {id}"),
+            None => "serving nothing".to_owned(),
+        };
+        self.folder_problem.store(Some(Arc::new(format!(
+            "the rules folder does not build: {}; {serving}",
+            first_problem(&report.diagnostics)
+        ))));
+        let note = format!("the rules folder does not build; {serving}");
+        self.reject(trigger, report, &note).await
+    }
+
     async fn reject(
         &self,
         trigger: &str,
         report: BuildReport,
+        note: &str,
     ) -> Result<ReloadOutcome, StoreError> {
         tracing::warn!("rejected {}", report.summary());
         for d in report.diagnostics.iter().take(20) {
             tracing::warn!("  {d}");
         }
+        let active = self.current().map(|r| r.id.clone());
         self.store
-            .write(vec![Op::Reload(reload_record(trigger, &report, false))])
+            .write(vec![Op::Reload(reload_record(
+                trigger,
+                &report,
+                false,
+                active.clone(),
+                note,
+            ))])
             .await?;
         self.metrics.reload(false);
         Ok(ReloadOutcome {
             accepted: false,
             unchanged: false,
             release: report.release.clone(),
-            active: self.current().map(|r| r.id.clone()),
+            active,
             report,
         })
     }
@@ -487,7 +639,13 @@ pub fn run(
     }
 }
 
-fn reload_record(trigger: &str, report: &BuildReport, accepted: bool) -> ReloadRecord {
+fn reload_record(
+    trigger: &str,
+    report: &BuildReport,
+    accepted: bool,
+    active: Option<String>,
+    note: &str,
+) -> ReloadRecord {
     ReloadRecord {
         seq: 0,
         at: Utc::now(),
@@ -499,6 +657,44 @@ fn reload_record(trigger: &str, report: &BuildReport, accepted: bool) -> ReloadR
         fixtures_failed: report.fixtures_failed,
         duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         diagnostics: report.diagnostics.clone(),
+        unchanged: false,
+        active,
+        note: note.to_owned(),
+    }
+}
+
+/// An outcome for which nothing was built or recorded.
+fn nothing_built(release: String, accepted: bool, active: Option<String>) -> ReloadOutcome {
+    ReloadOutcome {
+        accepted,
+        unchanged: true,
+        report: BuildReport {
+            release: release.clone(),
+            ..BuildReport::default()
+        },
+        release,
+        active,
+    }
+}
+
+/// What identifies a failure of the folder, to recognise it when it happens again.
+fn tree_key(id: &str) -> String {
+    format!("tree:{id}")
+}
+
+fn read_key(diagnostics: &[Diagnostic]) -> String {
+    let mut key = "read:".to_owned();
+    for d in diagnostics {
+        key.push_str(&d.to_string());
+        key.push('\n');
+    }
+    key
+}
+
+fn read_report(diagnostics: Vec<Diagnostic>) -> BuildReport {
+    BuildReport {
+        diagnostics,
+        ..BuildReport::default()
     }
 }
 

@@ -49,6 +49,9 @@ pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 150;
 pub const DEFAULT_MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
 /// Most files one release may hold.
 pub const DEFAULT_MAX_RULE_FILES: usize = 2_000;
+/// Longest a whole read of the rules folder may take, in milliseconds. Reloads wait for each
+/// other, so a read stuck on a stalled disk or share must end as a problem, not hold them all.
+pub const DEFAULT_RULES_READ_TIMEOUT_MS: u64 = 10_000;
 /// Evaluations running at once; more requests wait their turn rather than pile up threads.
 pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: usize = 32;
 /// Most records one group commit writes in one durable transaction.
@@ -69,6 +72,7 @@ pub struct Limits {
     pub reload_debounce_ms: u64,
     pub max_rule_file_bytes: usize,
     pub max_rule_files: usize,
+    pub rules_read_timeout_ms: u64,
     pub max_commit_batch: usize,
     pub max_concurrent_evaluations: usize,
 }
@@ -87,6 +91,7 @@ impl Default for Limits {
             reload_debounce_ms: DEFAULT_RELOAD_DEBOUNCE_MS,
             max_rule_file_bytes: DEFAULT_MAX_RULE_FILE_BYTES,
             max_rule_files: DEFAULT_MAX_RULE_FILES,
+            rules_read_timeout_ms: DEFAULT_RULES_READ_TIMEOUT_MS,
             max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
             max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
         }
@@ -100,6 +105,10 @@ impl Limits {
 
     pub fn reload_debounce(&self) -> Duration {
         Duration::from_millis(self.reload_debounce_ms)
+    }
+
+    pub fn rules_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.rules_read_timeout_ms)
     }
 }
 

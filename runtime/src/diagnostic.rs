@@ -7,7 +7,7 @@ use std::fmt;
 pub struct Diagnostic {
     /// Path relative to the rules folder, with `/` separators.
     pub file: String,
-    /// 1-based; 0 when the problem concerns the file as a whole.
+    /// 1-based. A problem with a file as a whole is at 1:1 ([`Diagnostic::file`]).
     pub line: usize,
     /// 1-based; 0 when unknown.
     pub column: usize,

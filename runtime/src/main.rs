@@ -125,7 +125,7 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -134,7 +134,11 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         app.start().await?;
         pintu::api::serve(app, listener).await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A read of the rules folder stuck past its deadline still holds a blocking thread; the
+    // store is closed already, so exiting must not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -156,6 +160,9 @@ fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitC
         Ok(r) => r.report,
         Err(report) => report,
     };
+    for w in &report.warnings {
+        println!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message);
+    }
     for d in &report.diagnostics {
         println!("{d}");
         if let (Some(e), Some(a)) = (&d.expected, &d.actual) {

@@ -19,6 +19,8 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     active_release: Family<Labels, Gauge>,
     store_commits: Gauge<u64, AtomicU64>,
+    folder_reads: Counter,
+    rules_events: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,8 +65,22 @@ impl Default for Metrics {
             "Durable group commits since start",
             store_commits.clone(),
         );
+        let folder_reads = Counter::default();
+        registry.register(
+            "rules_folder_reads",
+            "Whole reads of the rules folder (start-up, changes, admin reloads)",
+            folder_reads.clone(),
+        );
+        let rules_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "rules_events",
+            "File events from the rules folder: `change` (content) or `ignored` (access only)",
+            rules_events.clone(),
+        );
         Self {
             registry,
+            folder_reads,
+            rules_events,
             requests,
             latency,
             evaluations,
@@ -104,6 +120,17 @@ impl Metrics {
         self.reloads
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
+    }
+
+    pub fn folder_read(&self) {
+        self.folder_reads.inc();
+    }
+
+    pub fn rules_events(&self, change: bool, n: usize) {
+        let outcome = if change { "change" } else { "ignored" };
+        self.rules_events
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn set_active_release(&self, id: &str) {

@@ -87,10 +87,8 @@ impl Permit {
         let mut diags = Vec::new();
         let toml_path = format!("{id}/permit.toml");
         let Some(source) = files.get("permit.toml") else {
-            return Err(vec![Diagnostic::new(
-                format!("{id}/"),
-                0,
-                0,
+            return Err(vec![Diagnostic::file(
+                format!("{id}/permit.toml"),
                 "permit folder has no permit.toml",
             )]);
         };

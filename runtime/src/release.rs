@@ -27,19 +27,45 @@ pub struct Release {
 }
 
 /// What building a candidate found; kept for accepted and rejected candidates alike.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildReport {
     pub release: String,
     pub permits: usize,
     pub fixtures_passed: usize,
     pub fixtures_failed: usize,
     pub diagnostics: Vec<Diagnostic>,
-    #[serde(serialize_with = "millis")]
+    /// Worth fixing but not a reason to reject (a permit type without fixtures).
+    pub warnings: Vec<Diagnostic>,
     pub duration: Duration,
 }
 
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+impl Serialize for BuildReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            release: &'a str,
+            permits: usize,
+            fixtures_passed: usize,
+            fixtures_failed: usize,
+            diagnostics: &'a [Diagnostic],
+            warnings: &'a [Diagnostic],
+            /// Milliseconds; kept under its first name, which did not say the unit.
+            duration: u64,
+            duration_ms: u64,
+        }
+        let ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
+        Shown {
+            release: &self.release,
+            permits: self.permits,
+            fixtures_passed: self.fixtures_passed,
+            fixtures_failed: self.fixtures_failed,
+            diagnostics: &self.diagnostics,
+            warnings: &self.warnings,
+            duration: ms,
+            duration_ms: ms,
+        }
+        .serialize(s)
+    }
 }
 
 impl BuildReport {
@@ -50,12 +76,13 @@ impl BuildReport {
     /// One line for logs and the end of `pintu check`.
     pub fn summary(&self) -> String {
         format!(
-            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems ({} ms)",
+            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms)",
             self.release,
             self.permits,
             self.fixtures_passed,
             self.fixtures_failed,
             self.diagnostics.len(),
+            self.warnings.len(),
             self.duration.as_millis()
         )
     }
@@ -97,10 +124,8 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
     let mut permits = BTreeMap::new();
     for (id, files) in &folders {
         if !valid_id(id) {
-            report.diagnostics.push(Diagnostic::new(
+            report.diagnostics.push(Diagnostic::file(
                 format!("{id}/"),
-                0,
-                0,
                 format!("permit id `{id}` must be lowercase letters, digits, `-` or `_`"),
             ));
             continue;
@@ -115,6 +140,15 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
     report.permits = permits.len();
 
     for permit in permits.values() {
+        if permit.fixtures.is_empty() {
+            report.warnings.push(Diagnostic::file(
+                format!("{}/permit.toml", permit.id),
+                format!(
+                    "permit type `{}` has no fixtures: add one to `{}/tests/` so every change to it is tested",
+                    permit.id, permit.id
+                ),
+            ));
+        }
         for (file, fixture) in &permit.fixtures {
             match fixtures::run(permit, &host, file, fixture) {
                 Ok(()) => report.fixtures_passed += 1,
@@ -126,10 +160,8 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
         }
     }
     if permits.is_empty() && report.diagnostics.is_empty() {
-        report.diagnostics.push(Diagnostic::new(
-            "",
-            0,
-            0,
+        report.diagnostics.push(Diagnostic::file(
+            ".",
             "the rules folder defines no permit type",
         ));
     }

@@ -1,11 +1,14 @@
 //! Watches the rules folder and turns file changes into candidate releases.
 //!
 //! Events are debounced (editors write a temp file and rename it over the original, `git pull`
-//! touches many files), then one whole-tree candidate is built for the burst.
+//! touches many files), then one whole-tree candidate is built for the burst. Only events that
+//! can change what the folder holds count: the watcher also reports every *open*, and reading the
+//! folder opens every file, so treating opens as changes would make each read trigger the next.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::sync::mpsc;
@@ -25,15 +28,37 @@ impl Drop for Watcher {
     }
 }
 
+/// Whether an event can change what the folder holds. Opens and reads (including the runtime's
+/// own) cannot; a finished write, a create, remove, rename or data change can, and so can a
+/// metadata change (a `chmod` can make an unreadable file readable; a `touch` that changes nothing
+/// costs one read of the folder and is otherwise silent).
+fn is_content_change(event: &notify::Event) -> bool {
+    if event.need_rescan() {
+        return true;
+    }
+    match event.kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+        // A backend that cannot say what happened: assume a change rather than miss one.
+        EventKind::Any => true,
+    }
+}
+
 pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let rules_dir = app.config.rules_dir.clone();
+    let counter = app.clone();
     let mut debouncer = new_debouncer(
         app.config.limits.reload_debounce(),
         None,
         move |result: DebounceEventResult| match result {
             Ok(events) => {
-                let relevant = events.iter().any(|e| {
+                let (changes, ignored): (Vec<_>, Vec<_>) =
+                    events.iter().partition(|e| is_content_change(e));
+                counter.metrics.rules_events(false, ignored.len());
+                counter.metrics.rules_events(true, changes.len());
+                let relevant = changes.iter().any(|e| {
                     e.paths.iter().any(|p| {
                         !p.file_name()
                             .is_some_and(|n| is_ignored(&n.to_string_lossy()))
@@ -71,4 +96,26 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
         _debouncer: debouncer,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn opens_and_reads_are_not_changes() {
+        let is = |kind| is_content_change(&notify::Event::new(kind));
+        assert!(!is(EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!is(EventKind::Access(AccessKind::Read)));
+        assert!(!is(EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(is(EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(is(EventKind::Create(CreateKind::File)));
+        assert!(is(EventKind::Remove(RemoveKind::File)));
+        assert!(is(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(is(EventKind::Modify(ModifyKind::Name(RenameMode::Both))));
+        assert!(is(EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Any
+        ))));
+    }
 }

@@ -111,3 +111,23 @@ async fn tokens_from_the_command_line_and_graceful_shutdown() {
     let (_, v) = s.get_as("/admin/decisions", &token).await;
     assert_eq!(v["decisions"].as_array().unwrap().len(), 1, "{v}");
 }
+
+#[test]
+fn check_warns_about_permit_types_without_fixtures_but_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "0.1");
+    write_file(
+        &rules.join("lain/permit.toml"),
+        "name = \"Izin Lain\"\n[[fields]]\nname = \"y\"\ntype = \"text\"\n",
+    );
+    let (code, out, _) = run_pintu(&["check", rules.to_str().unwrap()], dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("lain/permit.toml:1:1: warning:") && l.contains("no fixtures")),
+        "{out}"
+    );
+    assert!(!out.contains("uji/permit.toml:1:1: warning"), "{out}");
+    assert!(out.contains("1 warning"), "{out}");
+}

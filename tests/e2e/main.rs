@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crash;
+mod folder;
 mod hostile;
 mod reload;
 mod sample_rules;

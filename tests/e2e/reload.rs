@@ -77,8 +77,16 @@ async fn saved_changes_go_live_and_broken_ones_never_do() {
         .admin_post(&format!("/admin/releases/{first}/activate"), json!({}))
         .await;
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["unchanged"], false, "{v}");
+    assert!(v["report"]["duration_ms"].is_u64(), "{v}");
+    assert_eq!(v["report"]["duration"], v["report"]["duration_ms"], "{v}");
     assert_eq!(s.release().await.as_deref(), Some(first.as_str()));
     assert_eq!(levy_total(&s).await, "10");
+    // Activating the release that is already active changes nothing, and says so.
+    let (status, v) = s
+        .admin_post(&format!("/admin/releases/{first}/activate"), json!({}))
+        .await;
+    assert_eq!((status, &v["unchanged"]), (200, &json!(true)), "{v}");
     let (status, v) = s
         .admin_post("/admin/releases/0000000000000000/activate", json!({}))
         .await;
@@ -101,7 +109,7 @@ async fn saved_changes_go_live_and_broken_ones_never_do() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["reload", "activate"]);
+    assert_eq!(actions, ["reload", "activate", "activate"]);
 }
 
 #[tokio::test]
@@ -124,14 +132,129 @@ async fn restart_with_a_broken_folder_serves_the_last_good_release() {
         "{}",
         s.log()
     );
-    let (_, reloads) = s.admin_get("/admin/reloads").await;
-    // Newest first: the restore of the stored release, then the rejected folder.
-    assert_eq!(reloads["reloads"][0]["accepted"], true);
-    assert_eq!(reloads["reloads"][0]["release"], good.as_str());
-    let latest = &reloads["reloads"][1];
-    assert_eq!(latest["accepted"], false);
+    // The newest entry is the folder's failure, naming what still serves; the restore of the
+    // stored release before it says it is a fallback.
+    let (_, reloads) = s.admin_get("/admin/reloads?limit=1").await;
+    let latest = &reloads["reloads"][0];
+    assert_eq!(latest["accepted"], false, "{reloads}");
+    assert_eq!(latest["trigger"], "startup");
+    assert_eq!(latest["active"], good.as_str());
     assert_eq!(latest["diagnostics"][0]["file"], "uji/permit.toml");
     assert_eq!(latest["diagnostics"][0]["line"], 2);
+    let (_, reloads) = s.admin_get("/admin/reloads").await;
+    let restore = &reloads["reloads"][1];
+    assert_eq!(restore["accepted"], true, "{reloads}");
+    assert_eq!(restore["release"], good.as_str());
+    assert!(
+        restore["note"].as_str().unwrap().contains("does not build"),
+        "{restore}"
+    );
+    // Health is honest: serving, but not the folder.
+    let (status, h) = s.get("/health").await;
+    assert_eq!(
+        (status, h["status"].as_str()),
+        (200, Some("degraded")),
+        "{h}"
+    );
+    assert_eq!(h["release"], good.as_str());
+    assert!(
+        h["reason"].as_str().unwrap().contains("uji/permit.toml:2:"),
+        "{h}"
+    );
+
+    // Fixing the folder back to the served content: healthy again, and the record says why.
+    write_uji(&rules, "0.3");
+    let reloads = s.wait_for_reloads(4, WAIT).await;
+    let back = &reloads[0];
+    assert_eq!(
+        (&back["accepted"], &back["unchanged"]),
+        (&json!(true), &json!(true)),
+        "{back}"
+    );
+    assert_eq!(back["release"], good.as_str());
+    assert!(
+        back["note"]
+            .as_str()
+            .unwrap()
+            .contains("equals the active release"),
+        "{back}"
+    );
+    let (status, h) = s.get("/health").await;
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")), "{h}");
+}
+
+#[tokio::test]
+async fn a_broken_save_makes_health_degraded_until_the_file_is_put_back() {
+    let (_dir, s) = uji_server("0.1");
+    let rules = s.rules.clone();
+    let good = s.release().await.unwrap();
+    let permit = rules.join("uji/permit.toml");
+    let original = std::fs::read_to_string(&permit).unwrap();
+    write_file(&permit, "name = \"Izin Uji\"\n[[fields]\n");
+    let reloads = s.wait_for_reloads(2, WAIT).await;
+    assert_eq!(reloads[0]["accepted"], false, "{}", reloads[0]);
+    assert_eq!(reloads[0]["active"], good.as_str(), "{}", reloads[0]);
+    let (status, h) = s.get("/health").await;
+    assert_eq!(
+        (status, h["status"].as_str()),
+        (200, Some("degraded")),
+        "{h}"
+    );
+    assert_eq!(h["release"], good.as_str());
+
+    write_file(&permit, &original);
+    let reloads = s.wait_for_reloads(3, WAIT).await;
+    assert_eq!(reloads[0]["unchanged"], true, "{}", reloads[0]);
+    assert_eq!(reloads[0]["release"], good.as_str());
+    let (status, h) = s.get("/health").await;
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")), "{h}");
+    assert_eq!(s.release().await.as_deref(), Some(good.as_str()));
+}
+
+#[tokio::test]
+async fn a_forced_reload_rebuilds_a_tree_the_watcher_rejected() {
+    let (_dir, s) = uji_server("0.1");
+    let rules = s.rules.clone();
+    write_file(
+        &rules.join("uji/tests/angka.json"),
+        r#"{"data": {"x": "3"}, "expect": {"total": "0.9"}}"#,
+    );
+    let reloads = s.wait_for_reloads(2, WAIT).await;
+    assert_eq!(reloads[0]["accepted"], false, "{}", reloads[0]);
+
+    // The same tree again, on an admin's request: built again, and the answer says why.
+    let (status, v) = s.admin_post("/admin/reload", json!({})).await;
+    assert_eq!(status, 422, "{v}");
+    let d = &v["error"]["diagnostics"][0];
+    assert_eq!(d["file"], "uji/tests/angka.json", "{v}");
+    assert_eq!(d["message"], "expected total 0.9, got 0.3", "{v}");
+    let (_, list) = s.admin_get("/admin/reloads").await;
+    let list = list["reloads"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        3,
+        "the forced reload is a new attempt: {list:?}"
+    );
+    assert!(list[0]["trigger"].as_str().unwrap().starts_with("token:"));
+    assert_eq!(list[0]["fixtures_failed"], 1);
+}
+
+#[tokio::test]
+async fn a_restart_with_an_unchanged_folder_does_not_claim_a_change() {
+    let (_dir, s) = uji_server("0.1");
+    let (rules, data) = (s.rules.clone(), s.data.clone());
+    assert_eq!(s.terminate(), Some(0));
+    let s = Server::start(&rules, &data, &[]);
+    s.release().await.unwrap();
+    let (_, r) = s.admin_get("/admin/releases").await;
+    let reasons: Vec<&str> = r["activations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{r}");
+    assert_eq!(reasons[0], "start-up: the rules folder is unchanged");
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! The files of a rules tree, read from a folder or restored from the store, and their hash.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -35,34 +38,29 @@ impl SourceTree {
     }
 
     /// Reads every rule file under `root`, skipping hidden files and editor leftovers.
+    ///
+    /// Only regular files are read (a FIFO or device would block or never end), each within
+    /// `max_rule_file_bytes`, and the walk stops at `max_rule_files`; every file that cannot be
+    /// taken as it is becomes a located problem rather than a silent omission.
     pub fn read_dir(root: &Path, limits: &Limits) -> Result<Self, Vec<Diagnostic>> {
-        let mut files = BTreeMap::new();
-        let mut diags = Vec::new();
         if !root.is_dir() {
-            return Err(vec![Diagnostic::new(
+            return Err(vec![Diagnostic::file(
                 root.display().to_string(),
-                0,
-                0,
                 "rules folder does not exist or is not a folder",
             )]);
         }
-        walk(root, "", limits, &mut files, &mut diags);
-        if files.len() > limits.max_rule_files {
-            diags.push(Diagnostic::new(
-                "",
-                0,
-                0,
-                format!(
-                    "{} files exceed the limit of {}",
-                    files.len(),
-                    limits.max_rule_files
-                ),
-            ));
-        }
-        if diags.is_empty() {
-            Ok(Self::from_files(files))
+        let mut walk = Walk {
+            limits,
+            files: BTreeMap::new(),
+            diags: Vec::new(),
+            seen: 0,
+            full: false,
+        };
+        walk.dir(root, "");
+        if walk.diags.is_empty() {
+            Ok(Self::from_files(walk.files))
         } else {
-            Err(diags)
+            Err(walk.diags)
         }
     }
 }
@@ -78,61 +76,181 @@ pub fn is_ignored(name: &str) -> bool {
         || name.ends_with(".bak")
 }
 
-fn walk(
-    dir: &Path,
-    prefix: &str,
-    limits: &Limits,
-    files: &mut BTreeMap<String, String>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(Diagnostic::new(
-                prefix,
-                0,
-                0,
-                format!("cannot read folder: {e}"),
-            ));
+struct Walk<'a> {
+    limits: &'a Limits,
+    files: BTreeMap<String, String>,
+    diags: Vec<Diagnostic>,
+    /// Regular files met so far, read or not: the count limit is checked before reading.
+    seen: usize,
+    /// The count limit was reached; nothing more is read.
+    full: bool,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, prefix: &str) {
+        let here = if prefix.is_empty() { "." } else { prefix };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound && !prefix.is_empty() => return,
+            Err(e) => {
+                self.diags
+                    .push(Diagnostic::file(here, format!("cannot read folder: {e}")));
+                return;
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => {
+                    self.diags
+                        .push(Diagnostic::file(here, format!("cannot list folder: {e}")));
+                    return;
+                }
+            }
+        }
+        // Sorted, so the same folder always hits the file count limit at the same file.
+        names.sort();
+        for name in names {
+            if self.full {
+                return;
+            }
+            self.entry(&dir.join(&name), prefix, &name);
+        }
+    }
+
+    fn entry(&mut self, path: &Path, prefix: &str, name: &OsStr) {
+        let lossy = name.to_string_lossy();
+        if is_ignored(&lossy) {
             return;
         }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_ignored(&name) {
-            continue;
-        }
+        let Some(name) = name.to_str() else {
+            // A lossy name could equal another file's name and silently replace it.
+            self.diags.push(Diagnostic::file(
+                format!("{prefix}{lossy}"),
+                "file name is not UTF-8; rename it",
+            ));
+            return;
+        };
         let rel = format!("{prefix}{name}");
         // symlink_metadata: a link could point outside the rules folder, which scripts must
         // never reach.
-        let meta = match entry.path().symlink_metadata() {
+        let meta = match path.symlink_metadata() {
             Ok(m) => m,
-            Err(_) => continue, // deleted while we looked; the next event rebuilds
+            Err(e) if e.kind() == ErrorKind::NotFound => return, // deleted while we looked
+            Err(e) => {
+                self.diags
+                    .push(Diagnostic::file(rel, format!("cannot read file: {e}")));
+                return;
+            }
         };
-        if meta.file_type().is_symlink() {
-            diags.push(Diagnostic::file(
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            self.diags.push(Diagnostic::file(
                 rel,
                 "symbolic links are not allowed in the rules folder",
             ));
-        } else if meta.is_dir() {
-            walk(&entry.path(), &format!("{rel}/"), limits, files, diags);
-        } else if usize::try_from(meta.len()).map_or(true, |l| l > limits.max_rule_file_bytes) {
-            diags.push(Diagnostic::file(
+            return;
+        }
+        if kind.is_dir() {
+            self.dir(path, &format!("{rel}/"));
+            return;
+        }
+        if !kind.is_file() {
+            self.diags.push(Diagnostic::file(rel, not_regular(&kind)));
+            return;
+        }
+        if self.seen >= self.limits.max_rule_files {
+            self.diags.push(Diagnostic::file(
                 rel,
-                format!("file is larger than {} bytes", limits.max_rule_file_bytes),
+                format!(
+                    "the rules folder holds more than {} files (limit `max_rule_files`); \
+                     nothing past this file was read",
+                    self.limits.max_rule_files
+                ),
             ));
-        } else {
-            match std::fs::read(entry.path()) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => {
-                        files.insert(rel, text);
-                    }
-                    Err(_) => diags.push(Diagnostic::file(rel, "file is not UTF-8 text")),
-                },
-                Err(_) => continue, // replaced while we read; the next event rebuilds
-            }
+            self.full = true;
+            return;
+        }
+        self.seen += 1;
+        let max = self.limits.max_rule_file_bytes;
+        if usize::try_from(meta.len()).map_or(true, |l| l > max) {
+            self.diags.push(too_big(rel, max));
+            return;
+        }
+        match read_regular(path, max) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    self.files.insert(rel, text);
+                }
+                Err(_) => self
+                    .diags
+                    .push(Diagnostic::file(rel, "file is not UTF-8 text")),
+            },
+            Err(FileProblem::Vanished) => {} // replaced while we read; the next event rebuilds
+            Err(FileProblem::TooBig) => self.diags.push(too_big(rel, max)),
+            Err(FileProblem::Other(message)) => self.diags.push(Diagnostic::file(rel, message)),
         }
     }
+}
+
+fn too_big(rel: String, max: usize) -> Diagnostic {
+    Diagnostic::file(
+        rel,
+        format!("file is larger than {max} bytes (limit `max_rule_file_bytes`)"),
+    )
+}
+
+fn not_regular(kind: &std::fs::FileType) -> String {
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file or folder"
+    };
+    format!("not a regular file ({what}); only regular files belong in the rules folder")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum FileProblem {
+    /// Deleted or renamed away between listing and reading.
+    Vanished,
+    TooBig,
+    Other(String),
+}
+
+impl From<std::io::Error> for FileProblem {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == ErrorKind::NotFound {
+            Self::Vanished
+        } else {
+            Self::Other(format!("cannot read file: {e}"))
+        }
+    }
+}
+
+/// Reads one file that was a regular file when listed. It may have been swapped for a FIFO or a
+/// device since: the open must not block (O_NONBLOCK) and the opened file is checked again, and
+/// the read stops one byte past the limit whatever the file claims its size is.
+fn read_regular(path: &Path, max: usize) -> Result<Vec<u8>, FileProblem> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileProblem::Other(not_regular(&meta.file_type())));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(max));
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(FileProblem::TooBig);
+    }
+    Ok(bytes)
 }
 
 fn content_id(files: &BTreeMap<String, String>) -> String {
@@ -146,4 +264,71 @@ fn content_id(files: &BTreeMap<String, String>) -> String {
     }
     let digest = h.finalize();
     hex::encode(digest.get(..8).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(files: usize, bytes: usize) -> Limits {
+        Limits {
+            max_rule_files: files,
+            max_rule_file_bytes: bytes,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_permission_error_is_a_problem_and_a_vanished_file_is_not() {
+        // Tests may run as root, which reads any file: the error path is checked directly.
+        let denied = FileProblem::from(std::io::Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(
+            denied,
+            FileProblem::Other("cannot read file: permission denied".into())
+        );
+        let gone = FileProblem::from(std::io::Error::from(ErrorKind::NotFound));
+        assert_eq!(gone, FileProblem::Vanished);
+    }
+
+    #[test]
+    fn a_file_that_grows_past_the_limit_after_listing_is_stopped_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, "x".repeat(100)).unwrap();
+        assert_eq!(read_regular(&path, 99), Err(FileProblem::TooBig));
+        assert_eq!(read_regular(&path, 100).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn limits_are_checked_before_reading_and_located_at_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.md", "b.md", "c.md"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::write(dir.path().join("d.md"), "xx").unwrap();
+        let diags = SourceTree::read_dir(dir.path(), &limits(2, 10)).unwrap_err();
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0]
+                .to_string()
+                .starts_with("c.md:1:1: the rules folder holds more than 2"),
+            "{}",
+            diags[0]
+        );
+        let diags = SourceTree::read_dir(dir.path(), &limits(10, 1)).unwrap_err();
+        assert_eq!(
+            diags[0].to_string(),
+            "d.md:1:1: file is larger than 1 bytes (limit `max_rule_file_bytes`)"
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_is_a_whole_file_problem() {
+        let diags =
+            SourceTree::read_dir(Path::new("/nonexistent/rules"), &Limits::default()).unwrap_err();
+        assert_eq!(
+            diags[0].to_string(),
+            "/nonexistent/rules:1:1: rules folder does not exist or is not a folder"
+        );
+    }
 }

@@ -50,6 +50,16 @@ pub struct ReloadRecord {
     pub fixtures_failed: usize,
     pub duration_ms: u64,
     pub diagnostics: Vec<Diagnostic>,
+    /// Nothing was built: the rules folder equals the active release.
+    #[serde(default)]
+    pub unchanged: bool,
+    /// The release serving once this attempt was over (`null`: none).
+    #[serde(default)]
+    pub active: Option<String>,
+    /// Why the entry exists when `accepted` alone would mislead: a start-up fallback to a
+    /// stored release, a failing folder, a folder back to the active release.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// One evaluation (validate or levy): what went in, what came out, under which release.
