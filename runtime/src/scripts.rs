@@ -3,12 +3,15 @@
 //! concurrently from many threads.
 
 pub mod api;
+pub mod deadline;
+mod operators;
 pub mod value;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{
@@ -45,11 +48,6 @@ impl ScriptError {
 }
 
 thread_local! {
-    /// Deadline of the evaluation running on this thread; the progress callback reads it.
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
-thread_local! {
     /// The office date of the evaluation running on this thread, for `today()`. `None` in
     /// fixtures that did not set one, so a rule reading the date cannot pass by luck.
     static TODAY: Cell<Option<chrono::NaiveDate>> = const { Cell::new(None) };
@@ -67,10 +65,6 @@ pub(crate) fn today() -> Option<chrono::NaiveDate> {
     TODAY.with(Cell::get)
 }
 
-/// How often (in operations) the progress callback looks at the clock: reading it on every
-/// operation would cost more than the script.
-const CLOCK_CHECK_EVERY: u64 = 4096;
-
 /// The engine of one release, with its shared library modules.
 pub struct ScriptHost {
     engine: Engine,
@@ -82,6 +76,8 @@ pub struct ScriptHost {
 pub struct Script {
     ast: AST,
     file: String,
+    /// For quoting the line of an error about a missing value.
+    source: Arc<str>,
 }
 
 impl Script {
@@ -109,12 +105,12 @@ impl ScriptHost {
         engine.set_max_map_size(limits.max_map_size);
         engine.set_max_modules(64);
         engine.on_progress(|ops| {
-            if !ops.is_multiple_of(CLOCK_CHECK_EVERY) {
-                return None;
-            }
-            let expired = DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t));
-            expired.then(|| Dynamic::from("wall-clock limit"))
+            deadline::expired_after(ops).then(|| Dynamic::from(deadline::WALL_CLOCK))
         });
+        // Fast operators would answer `decimal > string` with Rhai's built-in `false` before the
+        // rejecting operators below are looked up.
+        engine.set_fast_operators(false);
+        operators::register(&mut engine);
         // Scripts have no console; `print`/`debug` output goes to the server log.
         engine.on_print(|s| tracing::info!(target: "pintu::script", "{s}"));
         engine.on_debug(|s, src, pos| tracing::debug!(target: "pintu::script", "{}:{pos}: {s}", src.unwrap_or("")));
@@ -137,21 +133,31 @@ impl ScriptHost {
         Ok(Script {
             ast,
             file: file.to_owned(),
+            source: source.into(),
         })
     }
 
-    /// Compiles every library module, so that a broken one fails the release even if nothing
-    /// imports it yet.
+    /// Compiles every library module and runs its top-level code, so that a broken one fails
+    /// the release even if nothing imports it yet. Top-level code runs under the same limits as
+    /// any script, wall-clock included, so a slow loop there cannot hang a reload.
     pub fn check_libs(&self) -> Vec<Diagnostic> {
         self.libs
             .names()
             .into_iter()
             .filter_map(|name| {
-                self.libs
-                    .load(&self.engine, &name, Position::NONE)
-                    .err()
-                    .map(|e| describe(&e, &self.libs.file_of(&name)).diagnostic())
+                let file = self.libs.file_of(&name);
+                let loaded = deadline::run(self.timeout, || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        self.libs.load(&self.engine, &name, Position::NONE)
+                    }))
+                });
+                match loaded {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(self.quote_missing(describe(&e, &file), None)),
+                    Err(panic) => Some(engine_failure(&file, 0, &*panic)),
+                }
             })
+            .map(|e| e.diagnostic())
             .collect()
     }
 
@@ -163,16 +169,49 @@ impl ScriptHost {
         args: impl FuncArgs,
     ) -> Result<Dynamic, ScriptError> {
         let mut scope = Scope::new();
-        DEADLINE.with(|d| d.set(Some(Instant::now() + self.timeout)));
-        let result = self.engine.call_fn_with_options::<Dynamic>(
-            CallFnOptions::new().eval_ast(true),
-            &mut scope,
-            &script.ast,
-            func,
-            args,
-        );
-        DEADLINE.with(|d| d.set(None));
-        result.map_err(|e| describe(&e, &script.file))
+        // INVARIANT: a panic below the engine (a dependency's arithmetic, a native function)
+        // fails this one call with a located error; it must never reach the caller, which would
+        // answer without recording the decision.
+        let result = deadline::run(self.timeout, || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.engine.call_fn_with_options::<Dynamic>(
+                    CallFnOptions::new().eval_ast(true),
+                    &mut scope,
+                    &script.ast,
+                    func,
+                    args,
+                )
+            }))
+        });
+        match result {
+            Ok(r) => r.map_err(|e| self.quote_missing(describe(&e, &script.file), Some(script))),
+            Err(panic) => Err(engine_failure(&script.file, fn_line(script, func), &*panic)),
+        }
+    }
+
+    /// Errors about a missing value (`()`) cannot name the key that was missing, so they quote
+    /// the line the author wrote.
+    fn quote_missing(&self, mut e: ScriptError, script: Option<&Script>) -> ScriptError {
+        let about_missing = e.message.contains("`()`")
+            || (e.message.contains("Function not found") && e.message.contains("()"));
+        if !about_missing || e.location.line == 0 {
+            return e;
+        }
+        let source = match script {
+            Some(s) if s.file == e.location.file => Some(s.source.clone()),
+            _ => self.libs.source_of_file(&e.location.file),
+        };
+        let line = source.as_deref().and_then(|text| {
+            text.lines()
+                .nth(e.location.line.saturating_sub(1))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.chars().take(160).collect::<String>())
+        });
+        if let Some(line) = line {
+            e.message = format!("{}: in `{line}`", e.message);
+        }
+        e
     }
 
     pub fn engine(&self) -> &Engine {
@@ -183,13 +222,39 @@ impl ScriptHost {
 /// The script API as a Rhai definition file, for editors' completion and hover help. The copy
 /// in `host-api/definitions/pintu.d.rhai` is kept equal to this by a test.
 pub fn definitions() -> String {
-    let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
-    let text = host
-        .engine()
+    // Only the API: the rejecting operators would tell editors that mixing types is allowed.
+    let mut engine = Engine::new();
+    api::register(&mut engine);
+    let text = engine
         .definitions()
         .include_standard_packages(false)
         .static_module();
     format!("// Generated by `pintu definitions`; do not edit.\n{text}")
+}
+
+/// A panic inside the engine as a script error of `file`, at the line of the function called.
+fn engine_failure(file: &str, line: usize, panic: &(dyn std::any::Any + Send)) -> ScriptError {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    tracing::error!("script engine panicked in {file}: {why}");
+    ScriptError {
+        kind: ScriptErrorKind::Runtime,
+        location: Diagnostic::new(file, line, 0, ""),
+        message: format!("the script engine failed while running this script: {why}"),
+    }
+}
+
+/// The line where `func` is defined in `script`, 0 if unknown.
+fn fn_line(script: &Script, func: &str) -> usize {
+    script
+        .ast
+        .iter_fn_def()
+        .find(|def| def.name == func)
+        .and_then(|def| def.body.start_position().line())
+        .unwrap_or(0)
 }
 
 fn parse_diagnostic(file: &str, e: &rhai::ParseError) -> Diagnostic {
@@ -314,6 +379,13 @@ impl LibResolver {
         self.sources.keys().cloned().collect()
     }
 
+    fn source_of_file(&self, file: &str) -> Option<Arc<str>> {
+        self.sources
+            .values()
+            .find(|(f, _)| f == file)
+            .map(|(_, source)| Arc::from(source.as_str()))
+    }
+
     fn file_of(&self, name: &str) -> String {
         self.sources
             .get(name)
@@ -337,6 +409,14 @@ impl LibResolver {
             d.set(d.get() + 1);
             d.get()
         });
+        // Leaves the depth right even when the load unwinds (the caller catches panics).
+        struct Unnest;
+        impl Drop for Unnest {
+            fn drop(&mut self) {
+                LOAD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+            }
+        }
+        let unnest = Unnest;
         let result = if depth > MAX_IMPORT_DEPTH {
             Err(format!("import cycle through `{name}`").into())
         } else {
@@ -348,7 +428,7 @@ impl LibResolver {
                     Module::eval_ast_as_new(Scope::new(), &ast, engine)
                 })
         };
-        LOAD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        drop(unnest);
         let module: Shared<Module> = result
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.to_owned(), e, pos)))?
             .into();
@@ -377,6 +457,7 @@ impl ModuleResolver for SharedResolver {
 mod tests {
     use super::*;
     use rust_decimal::Decimal;
+    use std::time::Instant;
 
     fn host(libs: &[(&str, &str)]) -> ScriptHost {
         let libs = libs
@@ -481,6 +562,157 @@ mod tests {
             h.call(&s, "big", ()).unwrap_err().kind,
             ScriptErrorKind::Limit
         );
+    }
+
+    #[test]
+    fn slow_native_calls_stop_at_the_wall_clock() {
+        // Few operations (under a thousand), each a scan of a 10,000-item array: the clock was
+        // read every 4,096 operations, so this ran to the end, far past its limit.
+        let limits = Limits {
+            max_operations: 0,
+            script_timeout_ms: 50,
+            ..Limits::default()
+        };
+        let h = ScriptHost::new(&limits, BTreeMap::new());
+        let s = h
+            .compile(
+                "p/v.rhai",
+                "fn f(xs) {\n  let n = 0;\n  for i in 0..400 { if xs.contains(`x${i}`) { n += 1; } }\n  n\n}",
+            )
+            .unwrap();
+        let xs: rhai::Array = (0..10_000).map(|i| Dynamic::from(format!("{i}"))).collect();
+        let started = Instant::now();
+        let out = h.call(&s, "f", (xs,));
+        println!(
+            "400 scans of 10,000 items under a 50 ms limit: {:?} after {:?}",
+            out.as_ref()
+                .map(|_| "finished")
+                .map_err(|e| e.message.clone()),
+            started.elapsed()
+        );
+        let e = out.unwrap_err();
+        assert_eq!(e.kind, ScriptErrorKind::Limit, "{e}");
+        assert!(e.message.contains("wall-clock"), "{e}");
+    }
+
+    #[test]
+    fn library_top_level_code_runs_under_the_wall_clock_limit() {
+        let limits = Limits {
+            max_operations: 0,
+            script_timeout_ms: 100,
+            ..Limits::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let libs = [(
+                "lambat".to_owned(),
+                (
+                    "lib/lambat.rhai".to_owned(),
+                    "// top level\nlet i = 0;\nloop { i += 1; }\nfn f() { 1 }".to_owned(),
+                ),
+            )]
+            .into_iter()
+            .collect();
+            let h = ScriptHost::new(&limits, libs);
+            let started = Instant::now();
+            let found = h.check_libs();
+            let _ = tx.send((found, started.elapsed()));
+        });
+        // Bounded wait: without a deadline the check never returns.
+        let (found, took) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the library check returns");
+        println!("library top-level loop stopped after {took:?}: {found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        let d = &found[0];
+        assert_eq!(d.file, "lib/lambat.rhai", "{d:?}");
+        assert_eq!(d.line, 3, "{d:?}");
+        assert!(d.message.contains("wall-clock"), "{d:?}");
+    }
+
+    #[test]
+    fn decimal_overflow_in_a_script_is_a_located_error() {
+        let h = host(&[]);
+        let s = h
+            .compile(
+                "p/levy.rhai",
+                "fn f() {\n  let x = decimal(\"79228162514264337593543950335\");\n  x * 2\n}\nfn g() {\n  round_money(decimal(\"79228162514264337593543950335\"), \"ceil_100\")\n}",
+            )
+            .unwrap();
+        let e = h.call(&s, "f", ()).unwrap_err();
+        assert_eq!(
+            (e.kind, e.location.line),
+            (ScriptErrorKind::Runtime, 3),
+            "{e}"
+        );
+        assert!(e.message.contains("overflow"), "{e}");
+        let e = h.call(&s, "g", ()).unwrap_err();
+        assert_eq!(
+            (e.kind, e.location.line),
+            (ScriptErrorKind::Runtime, 6),
+            "{e}"
+        );
+        assert!(e.message.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn a_panic_in_the_engine_is_a_script_error_of_that_call() {
+        let mut h = host(&[]);
+        h.engine
+            .register_fn("meledak", || -> rhai::INT { panic!("native bug") });
+        let s = h
+            .compile(
+                "p/levy.rhai",
+                "fn levy(d, p) {\n  meledak()\n}\nfn ok() { 1 }",
+            )
+            .unwrap();
+        let e = h
+            .call(&s, "levy", (Dynamic::UNIT, Dynamic::UNIT))
+            .unwrap_err();
+        assert_eq!(e.kind, ScriptErrorKind::Runtime, "{e}");
+        assert_eq!(e.location.file, "p/levy.rhai");
+        assert_eq!(e.location.line, 1, "{e}");
+        assert!(e.message.contains("native bug"), "{e}");
+        // The host keeps working on the same thread.
+        assert_eq!(h.call(&s, "ok", ()).unwrap().as_int().unwrap(), 1);
+    }
+
+    #[test]
+    fn missing_table_rows_quote_the_line_that_read_them() {
+        let h = host(&[("angka", "fn harga(t, k) {\n  decimal(t[k].harga)\n}")]);
+        let s = h
+            .compile(
+                "p/levy.rhai",
+                "import \"angka\" as a;\nfn f(t) {\n  let x = decimal(t.pagar.harga);\n  x\n}\nfn g(t) {\n  t.pagar.indeks * 2\n}\nfn h(t) {\n  a::harga(t, \"pagar\")\n}",
+            )
+            .unwrap();
+        let mut row = rhai::Map::new();
+        row.insert("label".into(), "Pagar".into());
+        let mut table = rhai::Map::new();
+        table.insert("pagar".into(), Dynamic::from_map(row));
+        let table = Dynamic::from_map(table);
+
+        let e = h.call(&s, "f", (table.clone(),)).unwrap_err();
+        assert_eq!(
+            (e.location.file.as_str(), e.location.line),
+            ("p/levy.rhai", 3)
+        );
+        assert!(e.message.contains("missing value `()`"), "{e}");
+        assert!(
+            e.message.contains("in `let x = decimal(t.pagar.harga);`"),
+            "{e}"
+        );
+
+        let e = h.call(&s, "g", (table.clone(),)).unwrap_err();
+        assert_eq!(e.location.line, 7, "{e}");
+        assert!(e.message.contains("in `t.pagar.indeks * 2`"), "{e}");
+
+        let e = h.call(&s, "h", (table,)).unwrap_err();
+        assert_eq!(
+            (e.location.file.as_str(), e.location.line),
+            ("lib/angka.rhai", 2)
+        );
+        assert!(e.message.contains("in `decimal(t[k].harga)`"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,11 @@ use std::str::FromStr;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
+/// How errors name `()`, the value of a map key or optional field that does not exist. Error
+/// messages containing it also quote the script line (see `ScriptHost::call`), so the author
+/// can find the key.
+pub const MISSING: &str = "a missing value `()`";
+
 /// Names of every registered function, for the documentation check and editor definitions.
 pub const FUNCTIONS: &[&str] = &[
     "decimal",
@@ -62,7 +67,7 @@ pub fn register(engine: &mut Engine) {
         "rupiah",
         ["x: ?", "string"],
         "Format as rupiah: \"Rp 1.183.500\" (\",50\" when there are cents).",
-        |x: Dynamic| Ok::<_, Box<EvalAltResult>>(rupiah(to_decimal(&x)?))
+        |x: Dynamic| rupiah(to_decimal(&x)?)
     );
     script_fn!(
         engine,
@@ -174,6 +179,12 @@ fn err(message: String) -> Box<EvalAltResult> {
 
 /// Exact conversion of a script value to a decimal; strings are parsed, never through floats.
 pub fn to_decimal(x: &Dynamic) -> Res<Decimal> {
+    if x.is_unit() {
+        return Err(err(format!(
+            "expected a number, got {MISSING} (a map key or optional field that does not exist): \
+             check the key and the table row, or test `\"key\" in map` first"
+        )));
+    }
     if let Some(d) = x.clone().try_cast::<Decimal>() {
         return Ok(d);
     }
@@ -239,11 +250,14 @@ pub fn round_money(x: Decimal, policy: &str) -> Res<Decimal> {
     let units = x
         .checked_div(unit)
         .ok_or_else(|| err("overflow while rounding money".to_owned()))?;
-    Ok(units.round_dp_with_strategy(0, strategy(mode)?) * unit)
+    units
+        .round_dp_with_strategy(0, strategy(mode)?)
+        .checked_mul(unit)
+        .ok_or_else(|| err(format!("amount too large to round as money: `{x}`")))
 }
 
 /// `Rp 1.183.500`, or `Rp 1.183.500,50` when there are cents; Indonesian separators.
-pub fn rupiah(x: Decimal) -> String {
+pub fn rupiah(x: Decimal) -> Res<String> {
     let rounded = x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
         "-"
@@ -252,7 +266,11 @@ pub fn rupiah(x: Decimal) -> String {
     };
     let abs = rounded.abs();
     let whole = abs.trunc();
-    let cents = ((abs - whole) * Decimal::ONE_HUNDRED).trunc();
+    let cents = abs
+        .checked_sub(whole)
+        .and_then(|fraction| fraction.checked_mul(Decimal::ONE_HUNDRED))
+        .ok_or_else(|| err(format!("amount too large to format as rupiah: `{x}`")))?
+        .trunc();
     let digits = whole.to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -261,11 +279,11 @@ pub fn rupiah(x: Decimal) -> String {
         }
         grouped.push(c);
     }
-    if cents.is_zero() {
+    Ok(if cents.is_zero() {
         format!("{sign}Rp {grouped}")
     } else {
         format!("{sign}Rp {grouped},{cents:0>2}")
-    }
+    })
 }
 
 const ONES: [&str; 12] = [
@@ -386,26 +404,33 @@ fn add_months(s: &str, n: INT) -> Res<String> {
         .ok_or_else(|| err(format!("date out of range: `{s}` plus {n} months")))
 }
 
+/// Holidays sorted for binary search. Parsing a long list is the slow part of the working-day
+/// functions, so it stops at the script's deadline.
 fn holiday_list(holidays: &rhai::Array) -> Res<Vec<NaiveDate>> {
-    holidays
-        .iter()
-        .map(|h| {
-            let s = h.clone().try_cast::<ImmutableString>().ok_or_else(|| {
-                err(format!(
-                    "holidays must be date strings, got {}",
-                    h.type_name()
-                ))
-            })?;
-            parse_date(&s)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(holidays.len());
+    for (i, h) in holidays.iter().enumerate() {
+        if i % 256 == 255 {
+            super::deadline::check()?;
+        }
+        let s = h.clone().try_cast::<ImmutableString>().ok_or_else(|| {
+            err(format!(
+                "holidays must be date strings, got {}",
+                h.type_name()
+            ))
+        })?;
+        out.push(parse_date(&s)?);
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
+/// `holidays` sorted, as `holiday_list` returns them.
 pub fn is_working_day(d: NaiveDate, holidays: &[NaiveDate]) -> bool {
-    !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && !holidays.contains(&d)
+    !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && holidays.binary_search(&d).is_err()
 }
 
-/// Counts `n` working days forward (or backward when negative) from `d`, not counting `d`.
+/// Counts `n` working days forward (or backward when negative) from `d`, not counting `d`;
+/// `holidays` sorted. The walk stops at the script's deadline.
 pub fn add_working_days(d: NaiveDate, n: INT, holidays: &[NaiveDate]) -> Res<NaiveDate> {
     if n.unsigned_abs() > 10_000 {
         return Err(err(format!("too many working days: {n}")));
@@ -421,6 +446,9 @@ pub fn add_working_days(d: NaiveDate, n: INT, holidays: &[NaiveDate]) -> Res<Nai
         .ok_or_else(|| err("date out of range".to_owned()))?;
         if is_working_day(current, holidays) {
             left -= 1;
+        }
+        if left.is_multiple_of(256) {
+            super::deadline::check()?;
         }
     }
     Ok(current)
@@ -482,12 +510,34 @@ mod tests {
     }
 
     #[test]
+    fn money_rounding_past_the_largest_decimal_is_an_error_not_a_panic() {
+        // Rounding the largest decimal up to a multiple of 100 goes past it.
+        let e = round_money(Decimal::MAX, "ceil_100").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        assert_eq!(
+            round_money(Decimal::MAX, "truncate_100").unwrap(),
+            dec("79228162514264337593543950300")
+        );
+    }
+
+    #[test]
+    fn decimal_of_a_missing_value_says_so() {
+        let e = to_decimal(&Dynamic::UNIT).unwrap_err().to_string();
+        assert!(e.contains(MISSING), "{e}");
+        assert!(e.contains("key"), "{e}");
+    }
+
+    #[test]
     fn rupiah_uses_indonesian_separators() {
-        assert_eq!(rupiah(dec("1183500")), "Rp 1.183.500");
-        assert_eq!(rupiah(dec("500")), "Rp 500");
-        assert_eq!(rupiah(dec("1000")), "Rp 1.000");
-        assert_eq!(rupiah(dec("34607587.5")), "Rp 34.607.587,50");
-        assert_eq!(rupiah(dec("-2500")), "-Rp 2.500");
+        assert_eq!(rupiah(dec("1183500")).unwrap(), "Rp 1.183.500");
+        assert_eq!(rupiah(dec("500")).unwrap(), "Rp 500");
+        assert_eq!(rupiah(dec("1000")).unwrap(), "Rp 1.000");
+        assert_eq!(rupiah(dec("34607587.5")).unwrap(), "Rp 34.607.587,50");
+        assert_eq!(rupiah(dec("-2500")).unwrap(), "-Rp 2.500");
+        assert_eq!(
+            rupiah(Decimal::MAX).unwrap(),
+            "Rp 79.228.162.514.264.337.593.543.950.335"
+        );
     }
 
     #[test]
@@ -539,6 +589,22 @@ mod tests {
             "2026-11-26"
         );
         assert!(!is_working_day(parse_date("2026-11-28").unwrap(), &[]));
+        let unsorted: rhai::Array = vec!["2026-12-25".into(), "2026-12-01".into()];
+        let list = holiday_list(&unsorted).unwrap();
+        assert!(!is_working_day(holiday, &list));
+        assert!(!is_working_day(parse_date("2026-12-25").unwrap(), &list));
+    }
+
+    #[test]
+    fn working_day_walk_stops_at_the_deadline() {
+        let friday = parse_date("2026-11-27").unwrap();
+        let e = super::super::deadline::run(std::time::Duration::ZERO, || {
+            add_working_days(friday, 10_000, &[]).unwrap_err()
+        });
+        assert!(
+            matches!(*e, EvalAltResult::ErrorTerminated(..)),
+            "the walk stops with the wall-clock error: {e}"
+        );
     }
 
     #[test]

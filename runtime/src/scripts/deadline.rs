@@ -1,0 +1,206 @@
+//! The wall-clock limit of script work. A watchdog thread raises a per-call flag when the call's
+//! deadline passes; the engine's progress callback reads that flag on every operation (one
+//! atomic load, where reading the clock on every operation would cost more than many operations
+//! do), and native functions that loop read it too. So a script stops within about one
+//! operation of its limit, however slow each operation is.
+//!
+//! The deadline of the call running on a thread travels in a thread-local, as the progress
+//! callback is engine-wide and receives nothing but the operation count.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, EvalAltResult, Position};
+
+/// The progress callback also reads the clock every this many operations, in case the watchdog
+/// thread could not start or is starved of CPU; reading it on every operation would cost more
+/// than the script.
+const CLOCK_CHECK_EVERY: u64 = 1024;
+
+/// The reason a script was stopped, as Rhai's `ErrorTerminated` carries it.
+pub const WALL_CLOCK: &str = "wall-clock limit";
+
+struct Current {
+    expired: Arc<AtomicBool>,
+    at: Instant,
+}
+
+thread_local! {
+    /// Deadline of the script work running on this thread; the progress callback and looping
+    /// native functions read it.
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with a deadline `timeout` from now on this thread.
+pub fn run<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
+    let now = Instant::now();
+    // A timeout too large to represent is as good as none.
+    let at = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+    let expired = Arc::new(AtomicBool::new(false));
+    if let Some(w) = watchdog() {
+        w.arm(at, Arc::downgrade(&expired));
+    }
+    let previous = CURRENT.with(|c| c.replace(Some(Current { expired, at })));
+    // Restores the outer deadline even if `f` unwinds.
+    struct Restore(Option<Current>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// For the progress callback: whether the work on this thread is past its deadline.
+pub fn expired_after(ops: u64) -> bool {
+    CURRENT.with(|c| {
+        c.borrow().as_ref().is_some_and(|cur| {
+            cur.expired.load(Ordering::Relaxed)
+                || (ops.is_multiple_of(CLOCK_CHECK_EVERY) && Instant::now() >= cur.at)
+        })
+    })
+}
+
+/// For native functions that loop: an error stopping the script once its deadline has passed.
+pub fn check() -> Result<(), Box<EvalAltResult>> {
+    let expired = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|cur| cur.expired.load(Ordering::Relaxed) || Instant::now() >= cur.at)
+    });
+    if expired {
+        Err(EvalAltResult::ErrorTerminated(Dynamic::from(WALL_CLOCK), Position::NONE).into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Raises the flag of every armed deadline when it passes. Entries whose call has finished
+/// (the flag's last strong reference dropped) are skipped when they come due.
+struct Watchdog {
+    queue: Mutex<BinaryHeap<Reverse<Entry>>>,
+    wake: Condvar,
+}
+
+struct Entry {
+    at: Instant,
+    expired: Weak<AtomicBool>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.at.cmp(&other.at)
+    }
+}
+
+/// The process's watchdog, started on first use; `None` if its thread could not start (the
+/// progress callback then falls back to reading the clock).
+fn watchdog() -> Option<&'static Arc<Watchdog>> {
+    static WATCHDOG: OnceLock<Option<Arc<Watchdog>>> = OnceLock::new();
+    WATCHDOG
+        .get_or_init(|| {
+            let w = Arc::new(Watchdog {
+                queue: Mutex::new(BinaryHeap::new()),
+                wake: Condvar::new(),
+            });
+            let runner = w.clone();
+            match std::thread::Builder::new()
+                .name("pintu-script-deadline".into())
+                .spawn(move || runner.watch())
+            {
+                Ok(_) => Some(w),
+                Err(e) => {
+                    tracing::warn!("script deadline watchdog did not start ({e}); the wall-clock limit is checked less often");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+impl Watchdog {
+    fn arm(&self, at: Instant, expired: Weak<AtomicBool>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let earliest = queue.peek().is_none_or(|Reverse(e)| at < e.at);
+        queue.push(Reverse(Entry { at, expired }));
+        drop(queue);
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    fn watch(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            while let Some(Reverse(due)) = queue.peek() {
+                if due.at > now {
+                    break;
+                }
+                if let Some(flag) = due.expired.upgrade() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                queue.pop();
+            }
+            queue = match queue
+                .peek()
+                .map(|Reverse(e)| e.at.saturating_duration_since(now))
+            {
+                Some(wait) => {
+                    self.wake
+                        .wait_timeout(queue, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_rises_when_the_deadline_passes_and_only_inside_run() {
+        assert!(check().is_ok(), "no deadline outside run");
+        run(Duration::from_millis(20), || {
+            assert!(check().is_ok());
+            // Bounded poll: the watchdog raises the flag soon after 20 ms.
+            let started = Instant::now();
+            while !expired_after(1) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "flag never rose"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            println!("flag rose after {:?}", started.elapsed());
+            assert!(check().is_err());
+        });
+        assert!(check().is_ok(), "deadline cleared after run");
+    }
+}
