@@ -16,3 +16,4 @@ mod folder;
 mod hostile;
 mod reload;
 mod sample_rules;
+mod scripts;
