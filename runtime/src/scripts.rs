@@ -3,7 +3,7 @@
 //! concurrently from many threads.
 
 pub mod api;
-pub mod deadline;
+mod deadline;
 mod operators;
 pub mod value;
 

@@ -147,6 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn membership_compares_like_equality() {
+        // `in` and `contains` compare with `==`: a number looked up among texts is the same trap.
+        let e = run("12 in [\"10\", \"12\"]").unwrap_err();
+        assert!(e.message.contains("string \"10\""), "{e}");
+        assert!(run("\"12\" in [\"10\", \"12\"]")
+            .unwrap()
+            .as_bool()
+            .unwrap());
+        assert!(run("12 in [10, 12.0]").unwrap().as_bool().unwrap());
+    }
+
+    #[test]
     fn compound_assignment_with_text_is_an_error() {
         let e = run("let x = p.luas; x += p.batas; x").unwrap_err();
         assert!(e.message.contains("string \"10\""), "{e}");
