@@ -21,6 +21,9 @@ use rhai::{Dynamic, EvalAltResult, Position};
 /// than the script.
 const CLOCK_CHECK_EVERY: u64 = 1024;
 
+/// Below this many queued deadlines, finished ones are left to expire on their own.
+const PRUNE_FROM: usize = 1024;
+
 /// The reason a script was stopped, as Rhai's `ErrorTerminated` carries it.
 pub const WALL_CLOCK: &str = "wall-clock limit";
 
@@ -140,6 +143,11 @@ fn watchdog() -> Option<&'static Arc<Watchdog>> {
 impl Watchdog {
     fn arm(&self, at: Instant, expired: Weak<AtomicBool>) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // Finished calls leave their entry until it comes due; with a long timeout those would
+        // pile up, so drop them whenever the queue doubles (amortised O(1) per call).
+        if queue.len() >= PRUNE_FROM && queue.len().is_power_of_two() {
+            queue.retain(|Reverse(e)| e.expired.strong_count() > 0);
+        }
         let earliest = queue.peek().is_none_or(|Reverse(e)| at < e.at);
         queue.push(Reverse(Entry { at, expired }));
         drop(queue);
@@ -202,5 +210,17 @@ mod tests {
             assert!(check().is_err());
         });
         assert!(check().is_ok(), "deadline cleared after run");
+    }
+
+    #[test]
+    fn finished_calls_do_not_pile_up_under_a_long_timeout() {
+        for _ in 0..20_000 {
+            run(Duration::from_secs(3600), || ());
+        }
+        let queued = watchdog()
+            .map(|w| w.queue.lock().unwrap().len())
+            .unwrap_or(0);
+        // Other tests may have calls in flight; without pruning this would be 20,000 or more.
+        assert!(queued < 4 * PRUNE_FROM, "{queued} deadlines queued");
     }
 }
