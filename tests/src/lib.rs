@@ -44,10 +44,10 @@ pub fn pintu_bin() -> PathBuf {
     BIN.get_or_init(build_pintu).clone()
 }
 
-/// The cargo profile this test executable was built with, from its folder:
-/// `target/<profile dir>/deps/<test>` (`debug` is the `dev` and `test` profiles' folder).
-fn own_profile() -> String {
-    let exe = std::env::current_exe().expect("current exe");
+/// The cargo profile a test executable at `exe` was built with, from its folder:
+/// `target/<profile dir>/deps/<test>`, where `debug` is the folder of the `dev` and `test`
+/// profiles and every other profile's folder bears its name.
+pub fn profile_of(exe: &Path) -> String {
     let dir = exe
         .parent()
         .and_then(Path::parent)
@@ -62,7 +62,7 @@ fn own_profile() -> String {
 
 fn build_pintu() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile = own_profile();
+    let profile = profile_of(&std::env::current_exe().expect("current exe"));
     // CARGO_TARGET_DIR and the rest of cargo's configuration are inherited from the environment.
     let mut child = Command::new(cargo)
         .args(["build", "-q", "-p", "pintu", "--bin", "pintu", "--profile"])
@@ -439,5 +439,40 @@ pub fn uji_server(rate: &str) -> (tempfile::TempDir, Server) {
 pub fn write_uji(root: &Path, rate: &str) {
     for (path, text) in uji_tree(rate) {
         write_file(&root.join(path), &text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nested_build_uses_the_test_executables_profile() {
+        let cases = [
+            ("/w/target/debug/deps/e2e-1a2b", "dev"),
+            ("/w/target/release/deps/e2e-1a2b", "release"),
+            (
+                "/w/target/x86_64-unknown-linux-gnu/release/deps/e2e-1a2b",
+                "release",
+            ),
+            ("/w/custom-target/ci/deps/e2e-1a2b", "ci"),
+        ];
+        for (exe, profile) in cases {
+            assert_eq!(profile_of(Path::new(exe)), profile, "{exe}");
+        }
+    }
+
+    #[test]
+    fn the_binary_under_test_is_the_one_cargo_built_for_this_profile() {
+        let bin = pintu_bin();
+        let exe = std::env::current_exe().unwrap();
+        // Same profile folder as this test executable (target/<profile>/deps/<test>).
+        assert_eq!(
+            bin.parent(),
+            exe.parent().and_then(Path::parent),
+            "testing {} from {}",
+            bin.display(),
+            exe.display()
+        );
     }
 }

@@ -207,7 +207,12 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
             println!("flag rose after {:?}", started.elapsed());
-            assert!(check().is_err());
+            match *check().unwrap_err() {
+                EvalAltResult::ErrorTerminated(ref why, _) => {
+                    assert_eq!(why.to_string(), WALL_CLOCK);
+                }
+                ref other => panic!("expected the wall-clock termination, got {other}"),
+            }
         });
         assert!(check().is_ok(), "deadline cleared after run");
     }
