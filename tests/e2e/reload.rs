@@ -237,6 +237,19 @@ async fn a_forced_reload_rebuilds_a_tree_the_watcher_rejected() {
     );
     assert!(list[0]["trigger"].as_str().unwrap().starts_with("token:"));
     assert_eq!(list[0]["fixtures_failed"], 1);
+
+    // Once the folder is back to the active release, a forced reload says there was nothing to do.
+    std::fs::remove_file(rules.join("uji/tests/angka.json")).unwrap();
+    let reloads = s.wait_for_reloads(4, WAIT).await;
+    assert_eq!(reloads[0]["unchanged"], true, "{}", reloads[0]);
+    let (status, v) = s.admin_post("/admin/reload", json!({})).await;
+    assert_eq!((status, &v["unchanged"]), (200, &json!(true)), "{v}");
+    assert_eq!(reload_count(&s).await, 5);
+}
+
+async fn reload_count(s: &Server) -> usize {
+    let (_, v) = s.admin_get("/admin/reloads?limit=1000").await;
+    v["reloads"].as_array().unwrap().len()
 }
 
 #[tokio::test]
