@@ -36,7 +36,7 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 const SLOW_FIXTURES: usize = 10;
 
 /// A permit type whose levy counts to 100 000: the fixtures make every build of the rules take a
-/// measurable time (about 10 ms per fixture), far under the script time limit.
+/// measurable time (tens of milliseconds per fixture here), far under the script time limit.
 fn write_slow_permit(rules: &std::path::Path) {
     write_file(
         &rules.join("lambat/permit.toml"),
