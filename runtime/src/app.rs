@@ -182,7 +182,7 @@ impl App {
                 match self.build(tree).await? {
                     Ok(release) => {
                         return self
-                            .activate(release, "startup", reason, PinChange::Clear, "")
+                            .activate(release, "startup", reason, PinChange::Clear, reason)
                             .await
                     }
                     Err(report) => (report, key),
@@ -479,8 +479,10 @@ impl App {
             Some(id) => format!("still serving {id}"),
             None => "serving nothing".to_owned(),
         };
+        // The release serving is not named here: an admin may reactivate another meanwhile, and
+        // `/health` names the one serving next to this reason.
         self.folder_problem.store(Some(Arc::new(format!(
-            "the rules folder does not build: {}; {serving}",
+            "the rules folder does not build: {}",
             first_problem(&report.diagnostics)
         ))));
         let note = format!("the rules folder does not build; {serving}");
