@@ -232,22 +232,7 @@ impl App {
         let shown = dir.display().to_string();
         let limits = self.config.limits.clone();
         let deadline = limits.rules_read_timeout();
-        let read = tokio::task::spawn_blocking(move || SourceTree::read_dir(&dir, &limits));
-        match tokio::time::timeout(deadline, read).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(vec![Diagnostic::file(
-                shown,
-                format!("reading the rules folder failed: {e}"),
-            )]),
-            Err(_) => Err(vec![Diagnostic::file(
-                shown,
-                format!(
-                    "reading the rules folder took longer than {} ms (limit `rules_read_timeout_ms`); \
-                     is a file on a stalled disk or network share?",
-                    deadline.as_millis()
-                ),
-            )]),
-        }
+        read_within(shown, deadline, move || SourceTree::read_dir(&dir, &limits)).await
     }
 
     /// The content id of the rules folder as it is now, if it reads.
@@ -665,6 +650,30 @@ fn reload_record(
     }
 }
 
+/// Runs `read` on the blocking pool for at most `deadline`. A read still running then keeps its
+/// thread, but its caller goes on with a diagnostic naming the folder and the limit.
+async fn read_within(
+    shown: String,
+    deadline: Duration,
+    read: impl FnOnce() -> Result<SourceTree, Vec<Diagnostic>> + Send + 'static,
+) -> Result<SourceTree, Vec<Diagnostic>> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(vec![Diagnostic::file(
+            shown,
+            format!("reading the rules folder failed: {e}"),
+        )]),
+        Err(_) => Err(vec![Diagnostic::file(
+            shown,
+            format!(
+                "reading the rules folder took longer than {} ms (limit `rules_read_timeout_ms`); \
+                 is a file on a stalled disk or network share?",
+                deadline.as_millis()
+            ),
+        )]),
+    }
+}
+
 /// An outcome for which nothing was built or recorded.
 fn nothing_built(release: String, accepted: bool, active: Option<String>) -> ReloadOutcome {
     ReloadOutcome {
@@ -706,5 +715,33 @@ pub fn first_problem(diags: &[Diagnostic]) -> String {
         [] => "no details".to_owned(),
         [one] => one.to_string(),
         [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_that_never_ends_becomes_a_diagnostic_at_the_deadline() {
+        // A stalled share cannot be made in a test; a read blocked on a channel stands in for it.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let stuck = move || {
+            let _ = blocked.recv();
+            Err(Vec::new())
+        };
+        let err = read_within("rules".into(), Duration::from_millis(50), stuck)
+            .await
+            .unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].file, "rules");
+        assert!(
+            err[0]
+                .message
+                .contains("longer than 50 ms (limit `rules_read_timeout_ms`)"),
+            "{}",
+            err[0]
+        );
+        drop(release);
     }
 }
