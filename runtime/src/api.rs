@@ -65,6 +65,19 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
+    if let Some(reason) = app.store.fault() {
+        // Serving rules without being able to record decisions is not serving: every
+        // evaluation would fail, so a load balancer must look elsewhere.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "reason": format!("storage: {reason}"),
+                "release": app.current().map(|r| r.id.clone()),
+            })),
+        )
+            .into_response();
+    }
     match app.current() {
         // Serving, but not what the rules folder holds: still 200, and the reason.
         Some(r) => match app.folder_problem() {

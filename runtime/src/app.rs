@@ -513,6 +513,11 @@ impl App {
         data: Json,
     ) -> Result<Evaluation, EvalError> {
         let release = self.current().ok_or(EvalError::NoRelease)?;
+        // Every answer waits for its record: while the database refuses writes, say so at once
+        // instead of running the rules for nothing.
+        if let Some(reason) = self.store.fault() {
+            return Err(EvalError::Store(StoreError::Unavailable(reason)));
+        }
         let permit_name = permit_id.to_owned();
         let today = Utc::now()
             .with_timezone(&self.config.utc_offset)
@@ -555,6 +560,17 @@ impl App {
             Err(_) => return result,
         };
         self.metrics.evaluation(permit_id, kind.as_str(), outcome);
+        // INVARIANT: what one evaluation stores is bounded, whatever the request held: input
+        // and output are each kept whole only up to `max_recorded_json_bytes`.
+        let max = self.config.limits.max_recorded_json_bytes;
+        let (input, output) = tokio::task::spawn_blocking(move || {
+            (
+                crate::store::bound::excerpt(data, max),
+                crate::store::bound::excerpt(output, max),
+            )
+        })
+        .await
+        .map_err(|_| EvalError::Interrupted)?;
         self.store
             .write(vec![Op::Decision(DecisionRecord {
                 seq: 0,
@@ -562,12 +578,46 @@ impl App {
                 permit: permit_id.to_owned(),
                 kind: kind.as_str().to_owned(),
                 release: release.id.clone(),
-                input: data,
+                input,
                 output,
                 duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             })])
             .await?;
         result
+    }
+
+    /// Starts the background pruner: one run shortly after start, then every
+    /// `prune_interval_secs`; each run takes bounded steps until nothing is left to remove.
+    pub fn spawn_retention(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(app.config.retention.prune_interval());
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match app.prune_now().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("retention: pruned {n} records"),
+                    Err(StoreError::Closed) => return,
+                    Err(e) => tracing::warn!("retention: pruning stopped: {e}"),
+                }
+            }
+        })
+    }
+
+    /// Prunes by the retention settings until nothing more is due; returns records removed.
+    pub async fn prune_now(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let plan = self.config.retention.plan(Utc::now());
+            let removed = self.store.prune(plan).await?;
+            total += removed;
+            if removed == 0 {
+                return Ok(total);
+            }
+            // Let queued evaluations through between steps.
+            tokio::task::yield_now().await;
+        }
     }
 
     pub async fn audit(&self, actor: &str, action: &str, detail: Json) -> Result<(), StoreError> {

@@ -56,6 +56,26 @@ pub const DEFAULT_RULES_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: usize = 32;
 /// Most records one group commit writes in one durable transaction.
 pub const DEFAULT_MAX_COMMIT_BATCH: usize = 512;
+/// Most bytes of canonical JSON kept of a decision's input, and of its output: larger ones are
+/// stored as a marked excerpt of this size (`{"truncated": true, "bytes", "excerpt"}`), so one
+/// decision record stays under about twice this (32 KiB each, 64 KiB per record).
+pub const DEFAULT_MAX_RECORDED_JSON_BYTES: usize = 32 * 1024;
+
+/// Decisions older than this many days are pruned (0: kept regardless of age). About 13 months:
+/// a full year of audits plus time to close the books.
+pub const DEFAULT_DECISIONS_MAX_AGE_DAYS: u32 = 400;
+/// The decision log is pruned, oldest first, while its stored size is above this (0: no bound).
+/// 2 GiB holds several million typical decisions.
+pub const DEFAULT_DECISIONS_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Newest reload records kept (0: all).
+pub const DEFAULT_RELOADS_KEEP: u64 = 10_000;
+/// Newest stored releases kept besides the active and the pinned one (0: all).
+pub const DEFAULT_RELEASES_KEEP: usize = 50;
+/// Seconds between background pruning runs (also run once shortly after start).
+pub const DEFAULT_PRUNE_INTERVAL_SECS: u64 = 600;
+/// Most records one pruning step removes per table; steps are separate commits, so other writes
+/// wait at most one step.
+pub const DEFAULT_PRUNE_BATCH: usize = 1_000;
 
 /// Sandbox and resource limits. Each field defaults to the constant of the same name.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -75,6 +95,7 @@ pub struct Limits {
     pub rules_read_timeout_ms: u64,
     pub max_commit_batch: usize,
     pub max_concurrent_evaluations: usize,
+    pub max_recorded_json_bytes: usize,
 }
 
 impl Default for Limits {
@@ -94,6 +115,51 @@ impl Default for Limits {
             rules_read_timeout_ms: DEFAULT_RULES_READ_TIMEOUT_MS,
             max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
             max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
+            max_recorded_json_bytes: DEFAULT_MAX_RECORDED_JSON_BYTES,
+        }
+    }
+}
+
+/// How long records are kept (`[retention]` in `pintu.toml`). Each field defaults to the
+/// constant of the same name; 0 turns a bound off.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub decisions_max_age_days: u32,
+    pub decisions_max_bytes: u64,
+    pub reloads_keep: u64,
+    pub releases_keep: usize,
+    pub prune_interval_secs: u64,
+    pub prune_batch: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            decisions_max_age_days: DEFAULT_DECISIONS_MAX_AGE_DAYS,
+            decisions_max_bytes: DEFAULT_DECISIONS_MAX_BYTES,
+            reloads_keep: DEFAULT_RELOADS_KEEP,
+            releases_keep: DEFAULT_RELEASES_KEEP,
+            prune_interval_secs: DEFAULT_PRUNE_INTERVAL_SECS,
+            prune_batch: DEFAULT_PRUNE_BATCH,
+        }
+    }
+}
+
+impl Retention {
+    pub fn prune_interval(&self) -> Duration {
+        Duration::from_secs(self.prune_interval_secs.max(1))
+    }
+
+    /// One pruning step as of `now`.
+    pub fn plan(&self, now: chrono::DateTime<Utc>) -> crate::store::PrunePlan {
+        crate::store::PrunePlan {
+            decisions_before: (self.decisions_max_age_days > 0)
+                .then(|| now - chrono::Duration::days(i64::from(self.decisions_max_age_days))),
+            decisions_max_bytes: (self.decisions_max_bytes > 0).then_some(self.decisions_max_bytes),
+            reloads_keep: (self.reloads_keep > 0).then_some(self.reloads_keep),
+            releases_keep: (self.releases_keep > 0).then_some(self.releases_keep),
+            batch: self.prune_batch.max(1),
         }
     }
 }
@@ -123,6 +189,7 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
     pub limits: Limits,
+    pub retention: Retention,
 }
 
 /// The resolved configuration a server runs with.
@@ -132,6 +199,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
     pub limits: Limits,
+    pub retention: Retention,
     /// The office's time zone offset, for the date scripts see.
     pub utc_offset: FixedOffset,
     /// Whether to watch the rules folder for changes (tests and `check` turn it off).
@@ -183,6 +251,7 @@ impl Config {
                 None => default_offset(),
             },
             limits: file_config.limits,
+            retention: file_config.retention,
             watch: true,
         })
     }
@@ -225,6 +294,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pintu.toml.example");
         let cfg = Config::resolve(Some(&path), None, None, None).unwrap();
         assert_eq!(cfg.limits, Limits::default());
+        assert_eq!(cfg.retention, Retention::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
     }
 

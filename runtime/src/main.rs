@@ -55,6 +55,22 @@ enum Command {
     },
     /// Print the Rhai definition file of the script API (for editor completion).
     Definitions,
+    /// Inspect the database.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Verify every page of the database and read back every record; non-zero exit on any
+    /// problem. Run it while `pintu serve` is stopped.
+    Check {
+        /// Data folder [default: ./data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +121,9 @@ fn main() -> ExitCode {
             command: TokenCommand::Create { role, label, data },
         } => token_create(&role, &label, data),
         Command::Definitions => definitions(),
+        Command::Store {
+            command: StoreCommand::Check { data },
+        } => store_check(data),
     };
     match result {
         Ok(code) => code,
@@ -132,6 +151,7 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracing::info!("rules folder {}", config.rules_dir.display());
         let app = Arc::new(pintu::app::App::new(config, store));
         app.start().await?;
+        let _retention = app.spawn_retention();
         pintu::api::serve(app, listener).await?;
         Ok(ExitCode::SUCCESS)
     });
@@ -200,6 +220,39 @@ fn token_create(role: &str, label: &str, data: Option<PathBuf>) -> anyhow::Resul
     );
     println!("{token}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn store_check(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let data = data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let report = match pintu::store::check(&data) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for (table, records) in &report.tables {
+        println!("{table}: {records} records");
+    }
+    for problem in &report.unreadable {
+        println!("unreadable: {problem}");
+    }
+    let path = data.join(pintu::store::DB_FILE);
+    if report.ok() {
+        println!(
+            "{}: ok ({} bytes; every page verified, every record read back)",
+            path.display(),
+            report.file_bytes
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: {} unreadable records",
+            path.display(),
+            report.unreadable.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn definitions() -> anyhow::Result<ExitCode> {

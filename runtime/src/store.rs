@@ -3,21 +3,29 @@
 //! one durable transaction (group commit): a caller's write returns only after its batch is on
 //! disk, so an acknowledged write is never lost.
 
+pub mod bound;
+mod check;
+mod files;
 pub mod records;
+mod retention;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use check::{check, CheckReport};
 use records::{
-    ActivationRecord, AuditRecord, DecisionRecord, Envelope, ReleaseRecord, ReloadRecord,
+    ActivationRecord, AuditRecord, DecisionRecord, Envelope, Listed, ReleaseRecord, ReloadRecord,
     TokenRecord, RECORD_VERSION,
 };
+pub use retention::PrunePlan;
 pub use writer::Op;
 
 /// Schema version of the table layout; bumped with a migration in [`Store::open`].
@@ -40,6 +48,12 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";
 pub(crate) const META_PIN: &str = "pin";
+/// Stored size of the `decisions` table in bytes, kept up to date by every write and prune.
+pub(crate) const META_DECISION_BYTES: &str = "decision_bytes";
+
+/// Most bytes of records one list page holds; a page stops early rather than grow past it (the
+/// client continues with `before=`). Keeps an admin read from loading the whole log.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,31 +79,82 @@ pub enum StoreError {
     },
     #[error("the store is shut down")]
     Closed,
+    /// The database cannot take writes (disk full, I/O error) or is being reopened after one.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
-macro_rules! storage_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Storage(e.to_string())
-            }
+impl StoreError {
+    /// Whether this is a fault of the storage itself rather than of one operation.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            // After an I/O error redb refuses every operation until the database is reopened.
+            redb::StorageError::Io(_)
+            | redb::StorageError::PreviousIo
+            | redb::StorageError::DatabaseClosed => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Storage(other.to_string()),
         }
-    )*};
+    }
 }
-storage_from!(
-    redb::Error,
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError
-);
 
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(s) => s.into(),
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(s) => s.into(),
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(s) => s.into(),
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The stored form of a record. Depth is capped here, once for every record type, so that what
+/// is written can always be read back (serde_json reads at most 128 levels).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(&Envelope {
+    let value = serde_json::to_value(Envelope {
         v: RECORD_VERSION,
         data: value,
     })
-    .map_err(|e| StoreError::Storage(e.to_string()))
+    .map_err(|e| StoreError::Storage(e.to_string()))?;
+    serde_json::to_vec(&bound::cap_depth(value, bound::MAX_RECORD_DEPTH))
+        .map_err(|e| StoreError::Storage(e.to_string()))
+}
+
+fn decode_meta<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    decode("meta", bytes)
 }
 
 fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -106,33 +171,164 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
     Ok(env.data)
 }
 
+/// How long a reopen waits for in-flight reads to let go of the old database handle.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// The database handle shared by readers and the writer thread. After a storage fault the writer
+/// closes and reopens the database (redb accepts nothing more from a handle that saw an I/O
+/// error); readers meanwhile get [`StoreError::Unavailable`].
+pub(crate) struct Shared {
+    db: RwLock<Option<Arc<Database>>>,
+    fault: Mutex<Option<String>>,
+    path: PathBuf,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let slot = self
+            .db
+            .read()
+            .map_err(|_| StoreError::Unavailable("database handle lock poisoned".into()))?;
+        slot.clone().ok_or_else(|| {
+            StoreError::Unavailable(
+                self.fault()
+                    .unwrap_or_else(|| "the database is being reopened".into()),
+            )
+        })
+    }
+
+    /// Why writes are failing now, if they are.
+    pub(crate) fn fault(&self) -> Option<String> {
+        self.fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    pub(crate) fn set_fault(&self, fault: Option<String>) {
+        if let Ok(mut f) = self.fault.lock() {
+            *f = fault;
+        }
+    }
+
+    /// Closes the database and opens it again (writer thread only).
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let poisoned = || StoreError::Unavailable("database handle lock poisoned".into());
+        let old = self.db.write().map_err(|_| poisoned())?.take();
+        if let Some(mut old) = old {
+            let started = Instant::now();
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        // It saw an I/O error; closing may fail the same way, and that is fine.
+                        let _ = db.close();
+                        break;
+                    }
+                    Err(still_shared) if started.elapsed() < REOPEN_WAIT => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write().map_err(|_| poisoned())? = Some(still_shared);
+                        return Err(StoreError::Unavailable(
+                            "reads still hold the database; will retry".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        // An unclean close is repaired by redb on open; no full integrity check here.
+        let db = open_db(&self.path, false).map_err(|e| match e {
+            StoreError::Open { message, .. } => StoreError::Unavailable(message),
+            other => other,
+        })?;
+        *self.db.write().map_err(|_| poisoned())? = Some(Arc::new(db));
+        Ok(())
+    }
+}
+
+/// Opens or creates the redb file; a redb panic on a damaged file becomes an error.
+fn open_db(path: &Path, check_integrity: bool) -> Result<Database, StoreError> {
+    let opened = catch_unwind(|| {
+        Database::builder()
+            .set_check_integrity_on_open(check_integrity)
+            .create(path)
+    });
+    let open_err = |message: String| StoreError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse {
+            path: path.to_owned(),
+        }),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)))) => Err(open_err(
+            format!("the file is damaged ({m}); restore it from a backup"),
+        )),
+        Ok(Err(other)) => Err(open_err(other.to_string())),
+        Err(panic) => Err(open_err(format!(
+            "the file is damaged (redb failed: {}); restore it from a backup",
+            panic_message(&panic)
+        ))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// Runs a read against the database; a redb panic (possible on a damaged page) becomes an error
+/// for this one request instead of taking the server down.
+fn guarded<T>(read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        Err(StoreError::Corrupt {
+            table: "database",
+            message: format!("read failed: {}", panic_message(&panic)),
+        })
+    })
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: Arc<writer::Writer>,
     path: PathBuf,
 }
 
+/// One page of a list: the records (unreadable ones as placeholders) and where the next page
+/// starts, if there may be one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<Listed<T>>,
+    /// Pass as `before=` for the next page; `None` when this page reached the oldest record.
+    pub next_before: Option<u64>,
+}
+
 impl Store {
-    /// Opens (or creates) `DATA/pintu.redb`, checking and if needed migrating the schema.
+    /// Opens (or creates) `DATA/pintu.redb`, checking and if needed migrating the schema. The
+    /// data folder and its files are made private. An existing file is verified page by page
+    /// first: a damaged or empty file is refused, never replaced.
     pub fn open(data_dir: &Path, max_batch: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        files::prepare_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
-            other => StoreError::Open {
-                path: path.clone(),
-                message: other.to_string(),
-            },
-        })?;
-        let db = Arc::new(db);
+        files::refuse_empty_db(&path)?;
+        let db = open_db(&path, true)?;
+        files::make_private(&path)?;
         Self::init_schema(&db)?;
-        let writer = Arc::new(writer::Writer::start(db.clone(), max_batch));
-        Ok(Self { db, writer, path })
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            fault: Mutex::new(None),
+            path: path.clone(),
+        });
+        let writer = Arc::new(writer::Writer::start(shared.clone(), max_batch));
+        Ok(Self {
+            shared,
+            writer,
+            path,
+        })
     }
 
     fn init_schema(db: &Database) -> Result<(), StoreError> {
@@ -156,10 +352,18 @@ impl Store {
             txn.open_table(RELEASE_SOURCES)?;
             txn.open_table(ACTIVATIONS)?;
             txn.open_table(RELOADS)?;
-            txn.open_table(DECISIONS)?;
+            let decisions = txn.open_table(DECISIONS)?;
             txn.open_table(DECISIONS_BY_PERMIT)?;
             txn.open_table(TOKENS)?;
             txn.open_table(AUDIT)?;
+            // Databases written before the size was tracked: count it once.
+            if meta.get(META_DECISION_BYTES)?.is_none() {
+                let mut bytes = 0u64;
+                for entry in decisions.iter()? {
+                    bytes += entry?.1.value().len() as u64;
+                }
+                meta.insert(META_DECISION_BYTES, encode(&bytes)?.as_slice())?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -167,6 +371,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the database refuses writes now (disk full, I/O error), if it does. Cleared by itself
+    /// once the writer has reopened the database and a commit succeeds again.
+    pub fn fault(&self) -> Option<String> {
+        self.shared.fault()
     }
 
     /// Writes `ops` in one transaction shared with concurrent callers; returns once durable,
@@ -186,6 +396,16 @@ impl Store {
             .map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs one bounded retention step; returns how many records it removed.
+    pub async fn prune(&self, plan: PrunePlan) -> Result<u64, StoreError> {
+        Ok(self
+            .write(vec![Op::Prune(plan)])
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0))
+    }
+
     /// Durable commits since the store was opened (each may carry many writes).
     pub fn commits(&self) -> u64 {
         self.writer.commits()
@@ -202,42 +422,39 @@ impl Store {
         name: &'static str,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(table)?;
-        let value = t.get(key)?;
-        value.map(|v| decode(name, v.value())).transpose()
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let t = txn.open_table(table)?;
+            let value = t.get(key)?;
+            value.map(|v| decode(name, v.value())).transpose()
+        })
     }
 
-    /// The newest `limit` records of a sequence table, newest first, with `seq` filled in.
-    fn newest<T: DeserializeOwned>(
+    /// Records of a sequence table below `before`, newest first, at most `limit` of them and at
+    /// most [`MAX_PAGE_BYTES`] of stored bytes. A record that does not decode is listed as a
+    /// placeholder naming its sequence number, so one bad record never fails the whole list.
+    fn page<T: DeserializeOwned>(
         &self,
         table: TableDefinition<u64, &[u8]>,
         name: &'static str,
         limit: usize,
+        before: Option<u64>,
         set_seq: impl Fn(&mut T, u64),
-    ) -> Result<Vec<T>, StoreError> {
-        self.newest_before(table, name, limit, u64::MAX, set_seq)
-    }
-
-    /// Like [`Self::newest`], for records whose sequence number is below `before` (paging).
-    fn newest_before<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<u64, &[u8]>,
-        name: &'static str,
-        limit: usize,
-        before: u64,
-        set_seq: impl Fn(&mut T, u64),
-    ) -> Result<Vec<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(table)?;
-        let mut out = Vec::new();
-        for entry in t.range(..before)?.rev().take(limit) {
-            let (k, v) = entry?;
-            let mut record: T = decode(name, v.value())?;
-            set_seq(&mut record, k.value());
-            out.push(record);
-        }
-        Ok(out)
+    ) -> Result<Page<T>, StoreError> {
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let t = txn.open_table(table)?;
+            let mut page = PageBuilder::new(limit);
+            for entry in t.range(..before.unwrap_or(u64::MAX))?.rev() {
+                let (k, v) = entry?;
+                if !page.push(name, k.value(), v.value(), &set_seq) {
+                    break;
+                }
+            }
+            Ok(page.finish())
+        })
     }
 
     pub fn active_release(&self) -> Result<Option<String>, StoreError> {
@@ -259,76 +476,102 @@ impl Store {
         self.get(RELEASE_SOURCES, "release_sources", id)
     }
 
-    /// Every stored release, newest first.
+    /// Every stored release, newest first (retention keeps their number small; their sources
+    /// are not loaded). A record that does not decode is skipped with a log line.
     pub fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(RELEASES)?;
-        let mut out = Vec::new();
-        for entry in t.iter()? {
-            let (_, v) = entry?;
-            out.push(decode::<ReleaseRecord>("releases", v.value())?);
-        }
-        out.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(out)
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let t = txn.open_table(RELEASES)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                match decode::<ReleaseRecord>("releases", v.value()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => tracing::warn!("release `{}` is unreadable: {e}", k.value()),
+                }
+            }
+            out.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+            Ok(out)
+        })
     }
 
-    pub fn activations(&self, limit: usize) -> Result<Vec<ActivationRecord>, StoreError> {
-        self.newest(ACTIVATIONS, "activations", limit, |_, _| {})
+    pub fn activations(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page<ActivationRecord>, StoreError> {
+        self.page(ACTIVATIONS, "activations", limit, before, |_, _| {})
     }
 
-    pub fn reloads(&self, limit: usize) -> Result<Vec<ReloadRecord>, StoreError> {
-        self.newest(RELOADS, "reloads", limit, |r: &mut ReloadRecord, s| {
+    pub fn reloads(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page<ReloadRecord>, StoreError> {
+        self.page(
+            RELOADS,
+            "reloads",
+            limit,
+            before,
+            |r: &mut ReloadRecord, s| r.seq = s,
+        )
+    }
+
+    pub fn audit(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        self.page(AUDIT, "audit", limit, before, |r: &mut AuditRecord, s| {
             r.seq = s
         })
     }
 
-    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.newest(AUDIT, "audit", limit, |r: &mut AuditRecord, s| r.seq = s)
-    }
-
-    /// The newest decisions, optionally of one permit type only (through its index table).
     /// The newest decisions below sequence number `before` (all when `None`), optionally of
-    /// one permit type only (through its index table). Page with the last `seq` seen.
+    /// one permit type only (through its index table). Page with `next_before`.
     pub fn decisions(
         &self,
         permit: Option<&str>,
         limit: usize,
         before: Option<u64>,
-    ) -> Result<Vec<DecisionRecord>, StoreError> {
-        let before = before.unwrap_or(u64::MAX);
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let set_seq = |r: &mut DecisionRecord, s| r.seq = s;
         let Some(permit) = permit else {
-            return self.newest_before(
-                DECISIONS,
-                "decisions",
-                limit,
-                before,
-                |r: &mut DecisionRecord, s| r.seq = s,
-            );
+            return self.page(DECISIONS, "decisions", limit, before, set_seq);
         };
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(DECISIONS_BY_PERMIT)?;
-        let decisions = txn.open_table(DECISIONS)?;
-        let mut out = Vec::new();
-        for entry in index
-            .range((permit, 0)..(permit, before))?
-            .rev()
-            .take(limit)
-        {
-            let (k, _) = entry?;
-            let seq = k.value().1;
-            if let Some(v) = decisions.get(seq)? {
-                let mut record: DecisionRecord = decode("decisions", v.value())?;
-                record.seq = seq;
-                out.push(record);
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let index = txn.open_table(DECISIONS_BY_PERMIT)?;
+            let decisions = txn.open_table(DECISIONS)?;
+            let mut page = PageBuilder::new(limit);
+            let before = before.unwrap_or(u64::MAX);
+            for entry in index.range((permit, 0)..(permit, before))?.rev() {
+                let (k, _) = entry?;
+                let seq = k.value().1;
+                if let Some(v) = decisions.get(seq)? {
+                    if !page.push("decisions", seq, v.value(), &set_seq) {
+                        break;
+                    }
+                }
             }
-        }
-        Ok(out)
+            Ok(page.finish())
+        })
     }
 
     pub fn decision_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(DECISIONS)?.len()?)
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            Ok(txn.open_table(DECISIONS)?.len()?)
+        })
+    }
+
+    /// Stored bytes of the decision log (what `decisions_max_bytes` bounds).
+    pub fn decision_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.get(META, "meta", META_DECISION_BYTES)?.unwrap_or(0))
     }
 
     pub fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -350,14 +593,77 @@ impl Store {
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(TOKENS)?;
-        let mut out = Vec::new();
-        for entry in t.iter()? {
-            let (_, v) = entry?;
-            out.push(decode::<TokenRecord>("tokens", v.value())?);
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let t = txn.open_table(TOKENS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (_, v) = entry?;
+                out.push(decode::<TokenRecord>("tokens", v.value())?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Collects one page within its count and byte bounds.
+struct PageBuilder<T> {
+    items: Vec<Listed<T>>,
+    limit: usize,
+    bytes: usize,
+    last_seq: Option<u64>,
+    full: bool,
+}
+
+impl<T: DeserializeOwned> PageBuilder<T> {
+    fn new(limit: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            limit,
+            bytes: 0,
+            last_seq: None,
+            full: false,
         }
-        Ok(out)
+    }
+
+    /// Adds the record `seq`; false when the page is full (the record was not added).
+    fn push(
+        &mut self,
+        table: &'static str,
+        seq: u64,
+        bytes: &[u8],
+        set_seq: &impl Fn(&mut T, u64),
+    ) -> bool {
+        if self.items.len() >= self.limit
+            || (!self.items.is_empty() && self.bytes + bytes.len() > MAX_PAGE_BYTES)
+        {
+            self.full = true;
+            return false;
+        }
+        self.bytes += bytes.len();
+        self.items.push(match decode::<T>(table, bytes) {
+            Ok(mut record) => {
+                set_seq(&mut record, seq);
+                Listed::Record(record)
+            }
+            Err(e) => {
+                tracing::warn!("record {seq} of `{table}` is unreadable: {e}");
+                Listed::Unreadable {
+                    seq,
+                    unreadable: e.to_string(),
+                }
+            }
+        });
+        self.last_seq = Some(seq);
+        true
+    }
+
+    fn finish(self) -> Page<T> {
+        Page {
+            next_before: if self.full { self.last_seq } else { None },
+            items: self.items,
+        }
     }
 }
 
@@ -395,15 +701,267 @@ mod tests {
             store.close();
         }
         let store = Store::open(dir.path(), 64).unwrap();
-        let pbg = store.decisions(Some("pbg"), 10, None).unwrap();
-        assert_eq!(pbg.iter().map(|d| d.seq).collect::<Vec<_>>(), [3, 1]);
-        assert_eq!(store.decisions(None, 2, None).unwrap().len(), 2);
+        let pbg = seqs_of(&store.decisions(Some("pbg"), 10, None).unwrap());
+        assert_eq!(pbg, [3, 1]);
+        let newest = store.decisions(None, 2, None).unwrap();
+        assert_eq!(seqs_of(&newest), [3, 2]);
+        assert_eq!(newest.next_before, Some(2), "a further page exists");
         // Paging: below sequence 3 for pbg is only 1; below 2 overall is only 1.
         let page = store.decisions(Some("pbg"), 10, Some(3)).unwrap();
-        assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(seqs_of(&page), [1]);
+        assert_eq!(page.next_before, None, "that was the oldest");
         let page = store.decisions(None, 10, Some(2)).unwrap();
-        assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(seqs_of(&page), [1]);
         assert_eq!(store.decision_count().unwrap(), 3);
+    }
+
+    fn seqs_of(page: &Page<DecisionRecord>) -> Vec<u64> {
+        page.items
+            .iter()
+            .map(|d| d.record().expect("readable").seq)
+            .collect()
+    }
+
+    fn nested(levels: usize) -> serde_json::Value {
+        let mut v = serde_json::json!(1);
+        for _ in 0..levels {
+            v = serde_json::json!([v]);
+        }
+        v
+    }
+
+    #[test]
+    fn deeply_nested_records_are_written_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        let mut deep = decision("pbg", 1);
+        if let Op::Decision(d) = &mut deep {
+            d.input = nested(200);
+        }
+        store
+            .write_blocking(vec![deep, decision("pbg", 2)])
+            .unwrap();
+        let page = store.decisions(None, 10, None).unwrap();
+        assert_eq!(page.items.len(), 2);
+        let first = page.items[1].record().expect("the deep record reads back");
+        let text = first.input.to_string();
+        assert!(text.contains(bound::DEPTH_MARKER), "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_record_is_a_placeholder_not_a_failed_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        store
+            .write_blocking(vec![decision("pbg", 1), decision("pbg", 2)])
+            .unwrap();
+        store.close();
+        drop(store);
+        {
+            // A record as an older build wrote it: nested deeper than serde_json reads.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            let bad = format!("{{\"v\":1,\"data\":{{\"input\":{}}}}}", nested(130));
+            txn.open_table(DECISIONS)
+                .unwrap()
+                .insert(1, bad.as_bytes())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), 8).unwrap();
+        for page in [
+            store.decisions(None, 10, None).unwrap(),
+            store.decisions(Some("pbg"), 10, None).unwrap(),
+        ] {
+            assert_eq!(page.items.len(), 2);
+            assert_eq!(page.items[0].record().unwrap().seq, 2);
+            match &page.items[1] {
+                Listed::Unreadable { seq, unreadable } => {
+                    assert_eq!(*seq, 1);
+                    assert!(unreadable.contains("recursion"), "{unreadable}");
+                }
+                other => panic!("expected a placeholder, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pages_stop_at_the_byte_bound_and_say_where_to_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        let big = "x".repeat(MAX_PAGE_BYTES / 3);
+        for i in 0..5 {
+            let mut op = decision("pbg", i);
+            if let Op::Decision(d) = &mut op {
+                d.input = serde_json::json!({ "pad": big });
+            }
+            store.write_blocking(vec![op]).unwrap();
+        }
+        let page = store.decisions(None, 1000, None).unwrap();
+        assert!(
+            page.items.len() < 5,
+            "{} records in one page",
+            page.items.len()
+        );
+        // Following `next_before` reaches every record exactly once.
+        let mut seen = page.items.len();
+        let mut next = page.next_before;
+        assert!(next.is_some(), "more to read");
+        while let Some(before) = next {
+            let p = store.decisions(None, 1000, Some(before)).unwrap();
+            seen += p.items.len();
+            next = p.next_before;
+        }
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
+    fn pruning_removes_old_and_oversize_decisions_in_bounded_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let now = Utc::now();
+        let mut ops = Vec::new();
+        for i in 0..30u64 {
+            let mut op = decision(if i % 2 == 0 { "pbg" } else { "sip" }, i);
+            if let Op::Decision(d) = &mut op {
+                // The first ten are two years old.
+                if i < 10 {
+                    d.at = now - chrono::Duration::days(730);
+                }
+            }
+            ops.push(op);
+        }
+        store.write_blocking(ops).unwrap();
+        let total = store.decision_bytes().unwrap();
+        assert!(total > 0);
+        let step = |plan: PrunePlan| store.write_blocking(vec![Op::Prune(plan)]).unwrap()[0];
+        let by_age = PrunePlan {
+            decisions_before: Some(now - chrono::Duration::days(365)),
+            decisions_max_bytes: None,
+            reloads_keep: None,
+            releases_keep: None,
+            batch: 4,
+        };
+        assert_eq!(step(by_age.clone()), 4, "one step removes at most a batch");
+        assert_eq!(step(by_age.clone()), 4);
+        assert_eq!(step(by_age.clone()), 2);
+        assert_eq!(step(by_age), 0);
+        assert_eq!(store.decision_count().unwrap(), 20);
+        let oldest = store.decisions(None, 1000, None).unwrap();
+        assert_eq!(oldest.items.last().unwrap().record().unwrap().seq, 11);
+        // The index follows: no entry points at a removed record.
+        assert_eq!(
+            store
+                .decisions(Some("pbg"), 1000, None)
+                .unwrap()
+                .items
+                .len(),
+            10
+        );
+
+        let per_record = store.decision_bytes().unwrap() / 20;
+        let by_size = PrunePlan {
+            decisions_before: None,
+            decisions_max_bytes: Some(per_record * 5),
+            reloads_keep: None,
+            releases_keep: None,
+            batch: 100,
+        };
+        step(by_size);
+        assert!(store.decision_bytes().unwrap() <= per_record * 5);
+        assert_eq!(store.decision_count().unwrap(), 5);
+        store.close();
+        drop(store);
+        // The tracked size survives a restart and matches the records.
+        let store = Store::open(dir.path(), 8).unwrap();
+        assert!(store.decision_bytes().unwrap() <= per_record * 5);
+    }
+
+    #[test]
+    fn pruning_releases_keeps_the_newest_the_active_and_the_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let now = Utc::now();
+        let release = |id: &str, age: i64| Op::Release {
+            record: ReleaseRecord {
+                id: id.into(),
+                created_at: now - chrono::Duration::days(age),
+                created_by: "t".into(),
+                permits: vec![],
+                fixtures: 0,
+                files: 0,
+            },
+            sources: BTreeMap::new(),
+        };
+        store
+            .write_blocking(vec![
+                release("a", 5),
+                release("b", 4),
+                release("c", 3),
+                release("d", 2),
+                release("e", 1),
+                Op::Activate(ActivationRecord {
+                    release: "a".into(),
+                    at: now,
+                    by: "t".into(),
+                    reason: "t".into(),
+                }),
+                Op::Pin(Some(records::PinRecord {
+                    release: "b".into(),
+                    folder: String::new(),
+                })),
+            ])
+            .unwrap();
+        let plan = PrunePlan {
+            decisions_before: None,
+            decisions_max_bytes: None,
+            reloads_keep: None,
+            releases_keep: Some(2),
+            batch: 100,
+        };
+        assert_eq!(store.write_blocking(vec![Op::Prune(plan)]).unwrap(), [1]);
+        let ids: Vec<String> = store
+            .releases()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["e", "d", "b", "a"]);
+        assert!(store.release_sources("c").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_empty_database_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"").unwrap();
+        let err = Store::open(dir.path(), 8).err().unwrap();
+        assert!(err.to_string().contains("empty"), "{err}");
+        assert_eq!(
+            std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len(),
+            0
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_and_its_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        {
+            let store = Store::open(&dir, 8).unwrap();
+            store.close();
+        }
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        // A folder made by an older build is tightened on start.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let _store = Store::open(&dir, 8).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
     }
 
     #[test]

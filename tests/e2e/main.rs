@@ -17,3 +17,4 @@ mod hostile;
 mod reload;
 mod sample_rules;
 mod scripts;
+mod storage;

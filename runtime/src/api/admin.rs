@@ -14,6 +14,7 @@ use super::extract::{Admin, Body};
 use super::routes::{Access, Route};
 use crate::app::App;
 use crate::auth;
+use crate::store::{Store, StoreError};
 
 /// Default and largest page of list endpoints.
 const DEFAULT_LIMIT: usize = 50;
@@ -68,13 +69,40 @@ fn actor(admin: &Admin) -> String {
     format!("token:{}", admin.0.id)
 }
 
-async fn releases(State(app): State<Arc<App>>, _: Admin) -> Result<Json<Json_>, AppError> {
+/// Runs a store read on the blocking pool: a large page must not hold an async worker.
+async fn read<T: Send + 'static>(
+    app: &Arc<App>,
+    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AppError> {
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|e| AppError::Store(StoreError::Storage(format!("read task failed: {e}"))))?
+        .map_err(AppError::Store)
+}
+
+/// Releases (all kept ones: retention bounds them, newest first, at most `limit`) and the
+/// activation log, paged with `before=` / `next_before`.
+async fn releases(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Json_>, AppError> {
+    let p = page(q)?;
+    let limit = p.limit()?;
     let active = app.current().map(|r| r.id.clone());
-    let releases = app.store.releases()?;
-    let activations = app.store.activations(DEFAULT_LIMIT)?;
-    Ok(Json(
-        json!({ "active": active, "releases": releases, "activations": activations }),
-    ))
+    let (releases, activations) = read(&app, move |store| {
+        let mut releases = store.releases()?;
+        releases.truncate(limit);
+        Ok((releases, store.activations(limit, p.before)?))
+    })
+    .await?;
+    Ok(Json(json!({
+        "active": active,
+        "releases": releases,
+        "activations": activations.items,
+        "next_before": activations.next_before,
+    })))
 }
 
 async fn reloads(
@@ -82,8 +110,12 @@ async fn reloads(
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Json_>, AppError> {
-    let limit = page(q)?.limit()?;
-    Ok(Json(json!({ "reloads": app.store.reloads(limit)? })))
+    let p = page(q)?;
+    let limit = p.limit()?;
+    let page = read(&app, move |store| store.reloads(limit, p.before)).await?;
+    Ok(Json(
+        json!({ "reloads": page.items, "next_before": page.next_before }),
+    ))
 }
 
 async fn reload(State(app): State<Arc<App>>, admin: Admin) -> Result<Json<Json_>, AppError> {
@@ -127,8 +159,12 @@ async fn decisions(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
+    let page = read(&app, move |store| {
+        store.decisions(p.permit.as_deref(), limit, p.before)
+    })
+    .await?;
     Ok(Json(
-        json!({ "decisions": app.store.decisions(p.permit.as_deref(), limit, p.before)? }),
+        json!({ "decisions": page.items, "next_before": page.next_before }),
     ))
 }
 
@@ -137,8 +173,12 @@ async fn audit(
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Json_>, AppError> {
-    let limit = page(q)?.limit()?;
-    Ok(Json(json!({ "audit": app.store.audit(limit)? })))
+    let p = page(q)?;
+    let limit = p.limit()?;
+    let page = read(&app, move |store| store.audit(limit, p.before)).await?;
+    Ok(Json(
+        json!({ "audit": page.items, "next_before": page.next_before }),
+    ))
 }
 
 #[derive(Deserialize)]

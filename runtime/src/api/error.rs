@@ -73,11 +73,17 @@ impl AppError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "script_limit")
                 }
                 EvalError::Script(_) => (StatusCode::INTERNAL_SERVER_ERROR, "script_error"),
+                EvalError::Store(s) if s.is_unavailable() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+                }
                 EvalError::Store(_) | EvalError::Interrupted => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
             Self::Release(ReleaseError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_release"),
+            Self::Store(s) | Self::Release(ReleaseError::Store(s)) if s.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
             Self::Release(_) | Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

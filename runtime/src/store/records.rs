@@ -105,3 +105,25 @@ pub struct PinRecord {
     /// Content id of the rules folder when the pin was set ("" if it did not read).
     pub folder: String,
 }
+
+/// An entry of a listing: the record, or a placeholder for one that cannot be read (damaged, or
+/// written nested deeper than JSON can be read back) so that one bad record never hides the rest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Listed<T> {
+    Record(T),
+    Unreadable {
+        seq: u64,
+        /// Why it cannot be read.
+        unreadable: String,
+    },
+}
+
+impl<T> Listed<T> {
+    pub fn record(&self) -> Option<&T> {
+        match self {
+            Listed::Record(r) => Some(r),
+            Listed::Unreadable { .. } => None,
+        }
+    }
+}

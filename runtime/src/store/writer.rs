@@ -4,17 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::records::{
     ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
     TokenRecord,
 };
+use super::retention::{self, PrunePlan};
 use super::{
-    encode, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META, META_ACTIVE,
-    META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+    encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
+    META_ACTIVE, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -40,7 +42,14 @@ pub enum Op {
     Audit(AuditRecord),
     /// Set or clear the admin's pin.
     Pin(Option<PinRecord>),
+    /// One bounded retention step; its result is the number of records removed (in place of a
+    /// sequence number).
+    Prune(PrunePlan),
 }
+
+/// First wait before reopening the database after a storage fault; doubled up to the maximum.
+const RECOVERY_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RECOVERY_MAX_WAIT: Duration = Duration::from_secs(5);
 
 struct Job {
     ops: Vec<Op>,
@@ -54,7 +63,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(db: Arc<Database>, max_batch: usize) -> Self {
+    pub fn start(db: Arc<Shared>, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
@@ -102,8 +111,49 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &AtomicU64) {
-    while let Ok(first) = rx.recv() {
+fn run(db: &Shared, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &AtomicU64) {
+    let mut wait = RECOVERY_FIRST_WAIT;
+    let mut next_attempt = Instant::now();
+    loop {
+        // While faulted, wake up on a timer too: recovery must not depend on traffic.
+        let first = if db.fault().is_some() {
+            match rx.recv_timeout(next_attempt.saturating_duration_since(Instant::now())) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            }
+        };
+        if let Some(reason) = db.fault() {
+            if Instant::now() >= next_attempt {
+                match recover(db) {
+                    Ok(()) => {
+                        tracing::info!("storage recovered: writes are accepted again");
+                        db.set_fault(None);
+                        wait = RECOVERY_FIRST_WAIT;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "storage still unavailable ({reason}): {e}; retrying in {wait:?}"
+                        );
+                        next_attempt = Instant::now() + wait;
+                        wait = (wait * 2).min(RECOVERY_MAX_WAIT);
+                    }
+                }
+            }
+            if let Some(reason) = db.fault() {
+                // Answer at once: a caller must not wait out the backoff.
+                if let Some(job) = first {
+                    let _ = job.done.send(Err(StoreError::Unavailable(reason)));
+                }
+                continue;
+            }
+        }
+        let Some(first) = first else { continue };
         let mut batch = vec![first];
         let mut ops = batch.iter().map(|j| j.ops.len()).sum::<usize>();
         while ops < max_batch {
@@ -124,16 +174,38 @@ fn run(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &Atom
             }
             Err(e) => {
                 tracing::error!("store commit failed: {e}");
+                if let StoreError::Unavailable(reason) = &e {
+                    // redb refuses every later write after an I/O error until the database is
+                    // reopened; from now on the writer reopens it with backoff.
+                    db.set_fault(Some(reason.clone()));
+                }
+                let unavailable = matches!(e, StoreError::Unavailable(_));
                 let message = e.to_string();
                 for job in batch {
-                    let _ = job.done.send(Err(StoreError::Storage(message.clone())));
+                    let _ = job.done.send(Err(if unavailable {
+                        StoreError::Unavailable(message.clone())
+                    } else {
+                        StoreError::Storage(message.clone())
+                    }));
                 }
             }
         }
     }
 }
 
-fn commit(db: &Database, batch: &[Job]) -> Result<Vec<Vec<u64>>, StoreError> {
+/// Reopens the database and proves with a durable commit that it takes writes again.
+fn recover(db: &Shared) -> Result<(), StoreError> {
+    db.reopen()?;
+    let handle = db.db()?;
+    let mut txn = handle.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<u64>>, StoreError> {
+    let db = db.db()?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Storage(e.to_string()))?;
@@ -176,9 +248,12 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
         }
         Op::Reload(r) => Some(append(&mut txn.open_table(RELOADS)?, &encode(r)?)?),
         Op::Decision(d) => {
-            let seq = append(&mut txn.open_table(DECISIONS)?, &encode(d)?)?;
+            let bytes = encode(d)?;
+            let seq = append(&mut txn.open_table(DECISIONS)?, &bytes)?;
             txn.open_table(DECISIONS_BY_PERMIT)?
                 .insert((d.permit.as_str(), seq), ())?;
+            let total = retention::decision_bytes(txn)?;
+            retention::set_decision_bytes(txn, total.saturating_add(bytes.len() as u64))?;
             Some(seq)
         }
         Op::Token { hash, record } => {
@@ -203,5 +278,6 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             }
             None
         }
+        Op::Prune(plan) => Some(retention::prune(txn, plan)?),
     })
 }

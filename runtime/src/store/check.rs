@@ -1,0 +1,111 @@
+//! `pintu store check`: redb's page-by-page integrity check, then every record read back.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{
+    catch_unwind, files, panic_message, StoreError, ACTIVATIONS, AUDIT, DB_FILE, DECISIONS, META,
+    RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+};
+
+/// What the check found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub file_bytes: u64,
+    /// (table, records) for every table.
+    pub tables: Vec<(&'static str, u64)>,
+    /// `table #key: why` for every record that does not read back.
+    pub unreadable: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.unreadable.is_empty()
+    }
+}
+
+/// Checks `DATA/pintu.redb` (redb may repair what its own recovery can). Fails when the file is
+/// missing, empty, in use, or damaged; unreadable records are listed in the report.
+pub fn check(data_dir: &Path) -> Result<CheckReport, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    let open_err = |message: String| StoreError::Open {
+        path: path.clone(),
+        message,
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| open_err(e.to_string()))?;
+    files::refuse_empty_db(&path)?;
+    let opened = catch_unwind(|| {
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .open(&path)
+    });
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(StoreError::InUse { path: path.clone() })
+        }
+        Ok(Err(e)) => return Err(open_err(format!("the file is damaged: {e}"))),
+        Err(panic) => {
+            return Err(open_err(format!(
+                "the file is damaged: {}",
+                panic_message(&panic)
+            )))
+        }
+    };
+    let mut report = CheckReport {
+        file_bytes: meta.len(),
+        ..CheckReport::default()
+    };
+    let read = catch_unwind(std::panic::AssertUnwindSafe(|| read_all(&db, &mut report)));
+    match read {
+        Ok(result) => result?,
+        Err(panic) => {
+            return Err(open_err(format!(
+                "the file is damaged: {}",
+                panic_message(&panic)
+            )))
+        }
+    }
+    Ok(report)
+}
+
+fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    for (name, table) in [
+        ("meta", META),
+        ("releases", RELEASES),
+        ("release_sources", RELEASE_SOURCES),
+        ("tokens", TOKENS),
+    ] {
+        let t = txn.open_table(table)?;
+        report.tables.push((name, t.len()?));
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(v.value()) {
+                report
+                    .unreadable
+                    .push(format!("{name} `{}`: {e}", k.value()));
+            }
+        }
+    }
+    let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 4] = [
+        ("activations", ACTIVATIONS),
+        ("reloads", RELOADS),
+        ("decisions", DECISIONS),
+        ("audit", AUDIT),
+    ];
+    for (name, table) in seq_tables {
+        let t = txn.open_table(table)?;
+        report.tables.push((name, t.len()?));
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(v.value()) {
+                report
+                    .unreadable
+                    .push(format!("{name} #{}: {e}", k.value()));
+            }
+        }
+    }
+    Ok(())
+}
