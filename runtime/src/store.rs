@@ -580,16 +580,19 @@ impl Store {
 
     /// The stored hash and record of the token whose public id is `id`.
     pub fn token_by_id(&self, id: &str) -> Result<Option<(String, TokenRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TOKENS)?;
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let record = decode::<TokenRecord>("tokens", v.value())?;
-            if record.id == id {
-                return Ok(Some((k.value().to_owned(), record)));
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(TOKENS)?;
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let record = decode::<TokenRecord>("tokens", v.value())?;
+                if record.id == id {
+                    return Ok(Some((k.value().to_owned(), record)));
+                }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
