@@ -193,14 +193,31 @@ fn run(db: &Shared, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &Atomic
     }
 }
 
-/// Reopens the database and proves with a durable commit that it takes writes again.
+/// Size of the record written to prove the database takes writes again. An empty commit is not
+/// proof: it can succeed on a full disk by rewriting pages the file already has.
+const PROBE_BYTES: usize = 1024 * 1024;
+const META_PROBE: &str = "write_probe";
+
+/// Reopens the database and proves with durable commits that it takes writes again: a 1 MiB
+/// record written, then removed.
 fn recover(db: &Shared) -> Result<(), StoreError> {
     db.reopen()?;
     let handle = db.db()?;
-    let mut txn = handle.begin_write()?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Storage(e.to_string()))?;
-    txn.commit()?;
+    let probe = encode(&"0".repeat(PROBE_BYTES))?;
+    for write in [true, false] {
+        let mut txn = handle.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if write {
+                meta.insert(META_PROBE, probe.as_slice())?;
+            } else {
+                meta.remove(META_PROBE)?;
+            }
+        }
+        txn.commit()?;
+    }
     Ok(())
 }
 
