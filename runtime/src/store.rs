@@ -968,6 +968,17 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_a_read_becomes_an_error_of_that_read() {
+        let read: Result<(), StoreError> = guarded(|| panic!("page 7 is garbage"));
+        let err = read.unwrap_err();
+        assert!(err.to_string().contains("page 7 is garbage"), "{err}");
+        // The store keeps working afterwards.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        assert_eq!(store.decision_count().unwrap(), 0);
+    }
+
+    #[test]
     fn a_second_process_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let _store = Store::open(dir.path(), 64).unwrap();
