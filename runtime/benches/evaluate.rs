@@ -12,7 +12,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pintu::app::{run, Kind};
-use pintu::config::Limits;
+use pintu::config::{Language, Limits};
 use pintu::release::{build, SourceTree};
 use serde_json::json;
 
@@ -42,10 +42,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("evaluate");
     g.throughput(Throughput::Elements(1));
     g.bench_function("pbg_levy_case_b", |b| {
-        b.iter(|| run(&release, "pbg", Kind::Levy, &case_b))
+        b.iter(|| run(&release, "pbg", Kind::Levy, &case_b, Language::Id))
     });
     g.bench_function("pbg_validate_case_b", |b| {
-        b.iter(|| run(&release, "pbg", Kind::Validate, &case_b))
+        b.iter(|| run(&release, "pbg", Kind::Validate, &case_b, Language::Id))
     });
     g.finish();
     let mut g = c.benchmark_group("release");

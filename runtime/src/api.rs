@@ -5,22 +5,24 @@ mod admin;
 pub mod error;
 mod extract;
 mod routes;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::app::{App, Evaluation, Kind};
 pub use error::AppError;
-use extract::Body;
+use extract::{Body, Path};
 
 pub use routes::{routes, Access, Route};
 
@@ -42,6 +44,11 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        // A client that stops sending its body mid-way gets a 408 instead of holding the
+        // handler (and its connection) open.
+        .layer(RequestBodyTimeoutLayer::new(
+            app.config.http.body_read_timeout(),
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), record_request))
         .with_state(app)
 }
@@ -52,12 +59,12 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = crate::metrics::method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     app.metrics.request(
         &route,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -97,10 +104,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         app.metrics.render(app.store.commits()),
     )
         .into_response()
@@ -163,11 +167,16 @@ async fn levy(
 async fn evaluate(app: &App, id: &str, kind: Kind, data: Json_) -> Result<Json<Json_>, AppError> {
     match app.evaluate(id, kind, data).await? {
         Evaluation::Valid { output } => Ok(Json(output)),
-        Evaluation::Invalid { errors, release } => Err(AppError::InvalidData { errors, release }),
+        Evaluation::Invalid { errors, release } => Err(AppError::InvalidData {
+            errors,
+            release,
+            language: app.config.language,
+        }),
     }
 }
 
-/// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
+/// Serves until SIGINT/SIGTERM, then gives in-flight requests the grace period to finish and
+/// closes the database.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     let watcher = if app.config.watch {
@@ -186,9 +195,7 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     };
     let shutdown = shutdown_signal();
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    server::run(listener, router(app.clone()), &app.config.http, shutdown).await;
     drop(watcher);
     tracing::info!("shutting down: flushing the store");
     app.store.close();

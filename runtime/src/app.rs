@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use chrono::Utc;
 use serde_json::Value as Json;
 
-use crate::config::Config;
+use crate::config::{Config, Language};
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
 use crate::release::{self, BuildReport, Release, SourceTree};
@@ -523,6 +523,7 @@ impl App {
             .with_timezone(&self.config.utc_offset)
             .date_naive();
         let rel = release.clone();
+        let language = self.config.language;
         let slot = self
             .evaluations
             .acquire()
@@ -532,8 +533,9 @@ impl App {
         // input comes back for the decision record instead of being copied.
         let (result, elapsed, data) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result =
-                crate::scripts::with_today(Some(today), || run(&rel, &permit_name, kind, &data));
+            let result = crate::scripts::with_today(Some(today), || {
+                run(&rel, &permit_name, kind, &data, language)
+            });
             (result, started.elapsed(), data)
         })
         .await
@@ -543,6 +545,11 @@ impl App {
         drop(slot);
 
         let (output, outcome) = match &result {
+            // `/validate` answers invalid data with 200 and `valid: false`: count it as invalid,
+            // as `/levy` does.
+            Ok(Evaluation::Valid { output }) if output["valid"] == false => {
+                (output.clone(), "invalid")
+            }
             Ok(Evaluation::Valid { output }) => (output.clone(), "ok"),
             Ok(Evaluation::Invalid { errors, .. }) => (
                 serde_json::json!({ "valid": false, "errors": errors }),
@@ -634,12 +641,14 @@ impl App {
     }
 }
 
-/// The evaluation itself, synchronous and pure apart from the script sandbox.
+/// The evaluation itself, synchronous and pure apart from the script sandbox. The runtime's own
+/// messages are in `language`.
 pub fn run(
     release: &Release,
     permit_id: &str,
     kind: Kind,
     data: &Json,
+    language: Language,
 ) -> Result<Evaluation, EvalError> {
     let permit = release
         .permits
@@ -649,7 +658,7 @@ pub fn run(
         return Err(EvalError::NoLevy(permit_id.to_owned()));
     }
     let checked = permit
-        .check(&release.host, data, &permit.params)
+        .check(&release.host, data, &permit.params, language)
         .map_err(EvalError::Script)?;
     let errors = serde_json::to_value(&checked.errors).unwrap_or(Json::Null);
     let valid = checked.errors.is_empty();

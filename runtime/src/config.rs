@@ -1,7 +1,8 @@
 //! Server configuration: command-line flags layered over an optional `pintu.toml`.
 //!
 //! Every resource limit is a named constant with its default documented beside it, and every one
-//! can be overridden in the `[limits]` table of `pintu.toml`.
+//! can be overridden in the `[limits]` table (script and data limits) or the `[http]` table
+//! (connection limits) of `pintu.toml`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,25 @@ pub const DEFAULT_PRUNE_INTERVAL_SECS: u64 = 600;
 /// Most records one pruning step removes per table; steps are separate commits, so other writes
 /// wait at most one step.
 pub const DEFAULT_PRUNE_BATCH: usize = 1_000;
+/// Deepest nesting of arrays and objects a JSON request body may have (the body's own object
+/// counts as one level). Real forms nest a few levels; serde_json's own recursion limit (128)
+/// would answer deeper input with a parser error instead of naming the limit.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+
+/// Time a client has to send a request's headers, in milliseconds. Hyper also runs this clock
+/// while a kept-alive connection waits for its next request, so it bounds idle keep-alive too.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Time a client has to send a whole request body, in milliseconds.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// A connection on which no byte moves either way for this long, and no request is being
+/// handled, is closed (e.g. a client that stops reading its response), in milliseconds.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Connections served at once; further clients wait in the listen backlog. Keeps file
+/// descriptors free for the database and for reading the rules folder.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// After SIGTERM/SIGINT, how long in-flight requests may take to finish before the server
+/// closes the remaining connections and exits, in milliseconds.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
 /// Sandbox and resource limits. Each field defaults to the constant of the same name.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -96,6 +116,7 @@ pub struct Limits {
     pub max_commit_batch: usize,
     pub max_concurrent_evaluations: usize,
     pub max_recorded_json_bytes: usize,
+    pub max_json_depth: usize,
 }
 
 impl Default for Limits {
@@ -116,6 +137,7 @@ impl Default for Limits {
             max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
             max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
             max_recorded_json_bytes: DEFAULT_MAX_RECORDED_JSON_BYTES,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
         }
     }
 }
@@ -178,6 +200,60 @@ impl Limits {
     }
 }
 
+/// Connection limits of the HTTP server. Each field defaults to the constant of the same name.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
+    }
+}
+
+impl Http {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// The language of the messages the runtime itself writes for citizens and front-office staff
+/// (field checks, the document checklist, `invalid_data`). Rules speak Indonesian, so the
+/// runtime does too by default. Field names, error codes and scripts' own messages never change.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Bahasa Indonesia.
+    #[default]
+    Id,
+    /// English.
+    En,
+}
+
 /// The contents of `pintu.toml`. Flags given on the command line win over the file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -188,8 +264,11 @@ pub struct FileConfig {
     pub rules: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
+    /// `"id"` (default) or `"en"`: see [`Language`].
+    pub language: Language,
     pub limits: Limits,
     pub retention: Retention,
+    pub http: Http,
 }
 
 /// The resolved configuration a server runs with.
@@ -200,6 +279,9 @@ pub struct Config {
     pub bind: SocketAddr,
     pub limits: Limits,
     pub retention: Retention,
+    pub http: Http,
+    /// Language of the runtime's own messages.
+    pub language: Language,
     /// The office's time zone offset, for the date scripts see.
     pub utc_offset: FixedOffset,
     /// Whether to watch the rules folder for changes (tests and `check` turn it off).
@@ -252,6 +334,8 @@ impl Config {
             },
             limits: file_config.limits,
             retention: file_config.retention,
+            http: file_config.http,
+            language: file_config.language,
             watch: true,
         })
     }
@@ -295,7 +379,28 @@ mod tests {
         let cfg = Config::resolve(Some(&path), None, None, None).unwrap();
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.retention, Retention::default());
+        assert_eq!(cfg.http, Http::default());
+        assert_eq!(cfg.language, Language::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
+    }
+
+    #[test]
+    fn language_and_http_limits_are_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pintu.toml");
+        std::fs::write(
+            &path,
+            "language = \"en\"\n[http]\nheader_read_timeout_ms = 500\nmax_connections = 8\n",
+        )
+        .unwrap();
+        let cfg = Config::resolve(Some(&path), None, None, None).unwrap();
+        assert_eq!(cfg.language, Language::En);
+        assert_eq!(cfg.http.header_read_timeout(), Duration::from_millis(500));
+        assert_eq!(cfg.http.max_connections, 8);
+        assert_eq!(cfg.http.shutdown_grace_ms, DEFAULT_SHUTDOWN_GRACE_MS);
+        std::fs::write(&path, "language = \"jv\"\n").unwrap();
+        let err = Config::resolve(Some(&path), None, None, None).unwrap_err();
+        assert!(err.to_string().contains("jv"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Prometheus metrics: requests and latency by route, evaluations by permit, reloads, the
-//! active release.
+//! active release, store commits.
+//!
+//! One exposition format: OpenMetrics text, as prometheus-client renders it (counters end in
+//! `_total`, the body ends with `# EOF`), served with [`CONTENT_TYPE`].
+//!
+//! INVARIANT: every label value comes from a bounded set (route templates, known methods,
+//! status codes, permit ids of the rules, fixed outcomes). Anything a client makes up collapses
+//! into one value, or a client could grow `/metrics` without bound.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +15,27 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+/// The content type of OpenMetrics text, the format [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The label of a request's method: the standard ones by name, anything else as `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -18,7 +46,10 @@ pub struct Metrics {
     evaluations: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     active_release: Family<Labels, Gauge>,
-    store_commits: Gauge<u64, AtomicU64>,
+    /// Follows the store's own count; see [`Metrics::render`].
+    store_commits: Counter<u64, AtomicU64>,
+    /// One render at a time, so two cannot both add the same commits to the counter.
+    rendering: Mutex<()>,
     folder_reads: Counter,
     rules_events: Family<Labels, Counter>,
 }
@@ -38,7 +69,7 @@ impl Default for Metrics {
         let evaluations = Family::<Labels, Counter>::default();
         let reloads = Family::<Labels, Counter>::default();
         let active_release = Family::<Labels, Gauge>::default();
-        let store_commits = Gauge::<u64, AtomicU64>::default();
+        let store_commits = Counter::<u64, AtomicU64>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -87,12 +118,14 @@ impl Default for Metrics {
             reloads,
             active_release,
             store_commits,
+            rendering: Mutex::new(()),
         }
     }
 }
 
 impl Metrics {
-    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// `route` is a route template or `unmatched`, `method` a [`method_label`].
+    pub fn request(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&vec![
                 ("route", route.to_owned()),
@@ -140,12 +173,54 @@ impl Metrics {
             .set(1);
     }
 
+    /// OpenMetrics text; `store_commits` is the store's count of durable commits since start.
     pub fn render(&self, store_commits: u64) -> String {
-        self.store_commits.set(store_commits);
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.store_commits.get();
+        if store_commits > seen {
+            self.store_commits.inc_by(store_commits - seen);
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label_and_counters_are_typed_as_counters() {
+        let m = Metrics::default();
+        for i in 0..50 {
+            let method = axum::http::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+            m.request("unmatched", method_label(&method), 405, 0.001);
+        }
+        m.request(
+            "/health",
+            method_label(&axum::http::Method::GET),
+            200,
+            0.001,
+        );
+        let text = m.render(3);
+        assert!(
+            text.contains(
+                "pintu_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 50"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("M1"), "{text}");
+        assert!(
+            text.contains("# TYPE pintu_store_commits counter"),
+            "{text}"
+        );
+        assert!(text.contains("pintu_store_commits_total 3"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        // The counter follows the store's count without counting a commit twice.
+        assert!(m.render(5).contains("pintu_store_commits_total 5"));
+        assert!(m.render(5).contains("pintu_store_commits_total 5"));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod fields;
 pub mod fixtures;
+pub mod messages;
 
 use std::collections::BTreeMap;
 
@@ -9,10 +10,12 @@ use rhai::{Dynamic, Map};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::levy::{self, Assessment};
 use crate::scripts::{Script, ScriptError, ScriptErrorKind, ScriptHost};
 use fields::{check_record, Field, FieldDef, FieldError, FieldType};
+use messages::Problem;
 
 /// A document the applicant must (or may) supply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,22 +278,29 @@ impl Permit {
         })
     }
 
-    /// Runtime field checks, the document checklist, then `validate.rhai`.
+    /// Runtime field checks, the document checklist, then `validate.rhai`. The runtime's own
+    /// messages are in `language`; the script's are as its author wrote them.
     pub fn check(
         &self,
         host: &ScriptHost,
         data: &Json,
         params: &Map,
+        language: Language,
     ) -> Result<Checked, ScriptError> {
         let Some(object) = data.as_object() else {
             return Ok(Checked {
                 data: Map::new(),
-                errors: vec![FieldError::new("data", "must be an object")],
+                errors: vec![FieldError::new("data", Problem::NotObject.text(language))],
             });
         };
-        let (typed, mut errors) = check_record(&self.fields, object, "");
+        let (typed, mut errors) = check_record(&self.fields, object, "", language);
         if let Some(doc_field) = &self.documents_field {
-            self.check_documents(typed.get(doc_field.as_str()), doc_field, &mut errors);
+            self.check_documents(
+                typed.get(doc_field.as_str()),
+                doc_field,
+                language,
+                &mut errors,
+            );
         }
         if !errors.is_empty() {
             return Ok(Checked {
@@ -321,6 +331,7 @@ impl Permit {
         &self,
         supplied: Option<&Dynamic>,
         field: &str,
+        language: Language,
         errors: &mut Vec<FieldError>,
     ) {
         let items = supplied
@@ -338,11 +349,14 @@ impl Permit {
             };
             let Some(code) = code else { continue };
             if !self.requirements.iter().any(|r| r.code == code) {
-                errors.push(FieldError::new(field, format!("unknown document `{code}`")));
+                errors.push(FieldError::new(
+                    field,
+                    Problem::UnknownDocument(&code).text(language),
+                ));
             } else if seen.contains(&code) {
                 errors.push(FieldError::new(
                     field,
-                    format!("document `{code}` is listed twice"),
+                    Problem::DocumentTwice(&code).text(language),
                 ));
             }
             seen.push(code);
@@ -351,7 +365,7 @@ impl Permit {
             if !seen.contains(&req.code) {
                 errors.push(FieldError::new(
                     field,
-                    format!("missing required document `{}` ({})", req.code, req.name),
+                    Problem::MissingDocument(&req.code, &req.name).text(language),
                 ));
             }
         }

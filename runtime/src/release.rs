@@ -288,9 +288,14 @@ required = false
             .map_err(|r| r.diagnostics)
             .unwrap();
         let data = serde_json::json!({"dokumen": ["ktp", "ktp", "sim"]});
-        let crate::app::Evaluation::Valid { output } =
-            crate::app::run(&r, "uji", crate::app::Kind::Validate, &data).unwrap()
-        else {
+        let crate::app::Evaluation::Valid { output } = crate::app::run(
+            &r,
+            "uji",
+            crate::app::Kind::Validate,
+            &data,
+            crate::config::Language::Id,
+        )
+        .unwrap() else {
             panic!("validate always answers")
         };
         let messages: Vec<&str> = output["errors"]
@@ -302,15 +307,20 @@ required = false
         assert_eq!(
             messages,
             [
-                "document `ktp` is listed twice",
-                "unknown document `sim`",
-                "missing required document `str` (STR)"
+                "dokumen `ktp` tercantum dua kali",
+                "dokumen `sim` tidak dikenal",
+                "dokumen wajib `str` (STR) belum dilampirkan"
             ]
         );
         let data = serde_json::json!({"dokumen": ["str", "ktp"]});
-        let crate::app::Evaluation::Valid { output } =
-            crate::app::run(&r, "uji", crate::app::Kind::Validate, &data).unwrap()
-        else {
+        let crate::app::Evaluation::Valid { output } = crate::app::run(
+            &r,
+            "uji",
+            crate::app::Kind::Validate,
+            &data,
+            crate::config::Language::Id,
+        )
+        .unwrap() else {
             panic!("validate always answers")
         };
         assert_eq!(output["valid"], true);

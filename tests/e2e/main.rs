@@ -14,6 +14,7 @@ mod concurrency;
 mod crash;
 mod folder;
 mod hostile;
+mod http;
 mod reload;
 mod sample_rules;
 mod scripts;

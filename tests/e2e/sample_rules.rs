@@ -153,7 +153,7 @@ async fn sip_dokter_checks_documents_and_the_office_date_live() {
         v["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .starts_with("missing required document `str`"),
+            .starts_with("dokumen wajib `str`"),
         "{v}"
     );
 

@@ -203,7 +203,27 @@ pub struct Server {
 impl Server {
     /// Starts `pintu serve` and waits until it listens (a release need not be active).
     pub fn start(rules: &Path, data: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(pintu_bin())
+        Self::launch(Command::new(pintu_bin()), rules, data, extra)
+    }
+
+    /// Like [`Server::start`], with the server's open-file limit lowered to `nofile` (the
+    /// shell's `ulimit -n`), to show what happens when file descriptors run short.
+    pub fn start_with_open_file_limit(
+        rules: &Path,
+        data: &Path,
+        extra: &[&str],
+        nofile: u32,
+    ) -> Self {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(pintu_bin());
+        Self::launch(shell, rules, data, extra)
+    }
+
+    fn launch(mut command: Command, rules: &Path, data: &Path, extra: &[&str]) -> Self {
+        let mut child = command
             .arg("serve")
             .arg("--rules")
             .arg(rules)

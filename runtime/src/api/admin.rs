@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::error::AppError;
-use super::extract::{Admin, Body};
+use super::extract::{Admin, Body, Path};
 use super::routes::{Access, Route};
 use crate::app::App;
 use crate::auth;

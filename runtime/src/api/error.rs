@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value as Json};
 
 use crate::app::{first_problem, EvalError, ReleaseError};
+use crate::config::Language;
 use crate::scripts::ScriptErrorKind;
 use crate::store::StoreError;
 
@@ -17,6 +18,10 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    #[error("request body nests arrays and objects deeper than the limit of {0} levels")]
+    BodyTooDeep(usize),
+    #[error("request body was not received within the body read timeout")]
+    BodyTimeout,
     #[error("{0}")]
     InvalidBody(String),
     #[error("missing `Authorization: Bearer <token>` header")]
@@ -31,8 +36,16 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("no token with id `{0}`")]
     UnknownToken(String),
-    #[error("data is invalid")]
-    InvalidData { errors: Json, release: String },
+    #[error("{}", match language {
+        Language::Id => "data tidak valid",
+        Language::En => "data is invalid",
+    })]
+    InvalidData {
+        errors: Json,
+        release: String,
+        /// The language of the message (the `errors` are already in it).
+        language: Language,
+    },
     #[error("candidate release {release} was rejected: {summary}")]
     Rejected {
         release: String,
@@ -55,6 +68,8 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::BodyTooDeep(_) => (StatusCode::UNPROCESSABLE_ENTITY, "body_too_deep"),
+            Self::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -107,7 +122,9 @@ impl IntoResponse for AppError {
         body.insert("code".into(), json!(code));
         body.insert("message".into(), json!(self.to_string()));
         match self {
-            Self::InvalidData { errors, release } => {
+            Self::InvalidData {
+                errors, release, ..
+            } => {
                 body.insert("errors".into(), errors);
                 body.insert("release".into(), Json::String(release));
             }

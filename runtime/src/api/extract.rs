@@ -1,9 +1,11 @@
-//! Request extractors whose failures speak [`AppError`].
+//! Request extractors whose failures speak [`AppError`], so that every rejection answers the
+//! JSON error shape rather than axum's plain text.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -12,36 +14,117 @@ use crate::app::App;
 use crate::auth;
 use crate::store::records::TokenRecord;
 
-/// JSON body; malformed JSON, a wrong content type, an oversized body or a wrong shape each get
-/// their own 4xx.
+/// JSON body; malformed JSON, a wrong content type, an oversized, too deeply nested or too slow
+/// body, or a wrong shape each get their own 4xx.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "expected `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, app)
+            .await
+            .map_err(|r| bytes_rejection(r, app.config.limits.max_body_bytes))?;
+        // Depth before parsing: serde_json recurses once per level and stops at its own limit
+        // with a parser error that does not say what the limit is.
+        let limit = app.config.limits.max_json_depth;
+        if json_depth_exceeds(&bytes, limit) {
+            return Err(AppError::BodyTooDeep(limit));
+        }
         // Syntax first (400), then shape (422): `[1, 2]` is valid JSON of the wrong shape.
-        let value = match axum::Json::<serde_json::Value>::from_request(req, app).await {
-            Ok(axum::Json(v)) => v,
-            Err(rejection) => {
-                return Err(json_rejection(rejection, app.config.limits.max_body_bytes))
-            }
-        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            AppError::BadRequest(format!("Failed to parse the request body as JSON: {e}"))
+        })?;
         serde_json::from_value(value)
             .map(Self)
             .map_err(|e| AppError::InvalidBody(format!("request body: {e}")))
     }
 }
 
-fn json_rejection(r: JsonRejection, limit: usize) -> AppError {
-    let text = r.body_text();
-    match r.status() {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            AppError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
+/// `application/json` or any `application/*+json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_rejection(r: BytesRejection, limit: usize) -> AppError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::BodyTooLarge(limit);
+    }
+    // The body timeout surfaces as an error somewhere in the body's error chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return AppError::BodyTimeout;
         }
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::BodyTooLarge(limit),
-        StatusCode::UNPROCESSABLE_ENTITY => AppError::InvalidBody(text),
-        _ => AppError::BadRequest(text),
+        source = e.source();
+    }
+    AppError::BadRequest(r.body_text())
+}
+
+/// Whether arrays and objects in `json` nest deeper than `limit`. Brackets inside strings do not
+/// count; malformed input is left for the parser to name.
+fn json_depth_exceeds(json: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A path parameter; one that does not decode (e.g. `%ff`) is a 400 in the JSON error shape.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(AppError::BadRequest(rejection.body_text())),
+        }
     }
 }
 
@@ -70,5 +153,20 @@ impl FromRequestParts<Arc<App>> for Admin {
             return Err(AppError::Forbidden(auth::ADMIN));
         }
         Ok(Self(record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth_exceeds;
+
+    #[test]
+    fn depth_counts_containers_not_brackets_in_strings() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!json_depth_exceeds(nested(32).as_bytes(), 32));
+        assert!(json_depth_exceeds(nested(33).as_bytes(), 32));
+        let quoted = format!(r#"{{"a": "{}\" [[[", "b": [1]}}"#, "[".repeat(100));
+        assert!(!json_depth_exceeds(quoted.as_bytes(), 2));
+        assert!(json_depth_exceeds(br#"{"a": {"b": [1]}}"#, 2));
     }
 }

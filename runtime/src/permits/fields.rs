@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::messages::{Number, Problem};
+use crate::config::Language;
 use crate::scripts::api::{parse_date, parse_decimal};
 use crate::scripts::value::decimal_string;
 
@@ -199,11 +201,12 @@ impl Field {
 }
 
 /// Checks `data` against the declared fields and converts it to the script's typed map.
-/// Every problem is reported, not just the first.
+/// Every problem is reported, not just the first, in `language`.
 pub fn check_record(
     fields: &[Field],
     data: &serde_json::Map<String, Json>,
     path: &str,
+    language: Language,
 ) -> (Map, Vec<FieldError>) {
     let mut out = Map::new();
     let mut errors = Vec::new();
@@ -216,7 +219,10 @@ pub fn check_record(
     };
     for key in data.keys() {
         if !fields.iter().any(|f| &f.def.name == key) {
-            errors.push(FieldError::new(name_of(key), "unknown field"));
+            errors.push(FieldError::new(
+                name_of(key),
+                Problem::UnknownField.text(language),
+            ));
         }
     }
     for field in fields {
@@ -224,10 +230,10 @@ pub fn check_record(
         match data.get(&field.def.name) {
             None | Some(Json::Null) => {
                 if field.def.required {
-                    errors.push(FieldError::new(name, "is required"));
+                    errors.push(FieldError::new(name, Problem::Required.text(language)));
                 }
             }
-            Some(value) => match check_value(field, value, &name, &mut errors) {
+            Some(value) => match check_value(field, value, &name, language, &mut errors) {
                 Some(v) => {
                     out.insert(field.def.name.as_str().into(), v);
                 }
@@ -242,54 +248,53 @@ fn check_value(
     field: &Field,
     value: &Json,
     name: &str,
+    language: Language,
     errors: &mut Vec<FieldError>,
 ) -> Option<Dynamic> {
     let def = &field.def;
-    let mut fail = |m: String| {
-        errors.push(FieldError::new(name, m));
+    let mut fail = |p: Problem<'_>| {
+        errors.push(FieldError::new(name, p.text(language)));
         None
     };
     match def.kind {
         FieldType::Text => {
             let Json::String(s) = value else {
-                return fail("must be text".into());
+                return fail(Problem::NotText);
             };
             let len = s.chars().count();
             if let Some(min) = def.min_length.filter(|m| len < *m) {
-                return fail(format!("must be at least {min} characters"));
+                return fail(Problem::TooShort(min));
             }
             if let Some(max) = def.max_length.filter(|m| len > *m) {
-                return fail(format!("must be at most {max} characters"));
+                return fail(Problem::TooLong(max));
             }
             if let Some(p) = &field.pattern {
                 if !p.is_match(s) {
-                    return fail(format!(
-                        "does not match the required format `{}`",
-                        def.pattern.as_deref().unwrap_or_default()
-                    ));
+                    return fail(Problem::NoMatch(def.pattern.as_deref().unwrap_or_default()));
                 }
             }
             Some(Dynamic::from(s.clone()))
         }
         FieldType::Enum => {
+            let values = def.values.join(", ");
             let Json::String(s) = value else {
-                return fail(format!("must be one of: {}", def.values.join(", ")));
+                return fail(Problem::NotEnumValue(&values));
             };
             if !def.values.contains(s) {
-                return fail(format!("`{s}` is not one of: {}", def.values.join(", ")));
+                return fail(Problem::NotOneOf(s, &values));
             }
             Some(Dynamic::from(s.clone()))
         }
         FieldType::Boolean => match value {
             Json::Bool(b) => Some(Dynamic::from_bool(*b)),
-            _ => fail("must be true or false".into()),
+            _ => fail(Problem::NotBoolean),
         },
         FieldType::Date => {
             let Json::String(s) = value else {
-                return fail("must be a date (YYYY-MM-DD)".into());
+                return fail(Problem::NotDateValue);
             };
             if parse_date(s).is_err() {
-                return fail(format!("`{s}` is not a date (YYYY-MM-DD)"));
+                return fail(Problem::NotDate(s));
             }
             Some(Dynamic::from(s.clone()))
         }
@@ -297,30 +302,30 @@ fn check_value(
             let text = match value {
                 Json::Number(n) => n.to_string(),
                 Json::String(s) => s.trim().to_owned(),
-                _ => return fail(format!("must be {}", kind_word(def.kind))),
+                _ => return fail(Problem::NotNumber(number_kind(def.kind))),
             };
             let Some(d) = parse_decimal(&text) else {
-                return fail(format!("`{text}` is not {}", kind_word(def.kind)));
+                return fail(Problem::NotNumberText(&text, number_kind(def.kind)));
             };
             if def.kind == FieldType::Integer && !d.fract().is_zero() {
-                return fail(format!("`{text}` is not a whole number"));
+                return fail(Problem::NotWhole(&text));
             }
             if let Some(m) = def.min.filter(|m| d < m.0) {
-                return fail(format!("must be at least {}", decimal_string(m.0)));
+                return fail(Problem::AtLeast(&decimal_string(m.0)));
             }
             if let Some(m) = def.max.filter(|m| d > m.0) {
-                return fail(format!("must be at most {}", decimal_string(m.0)));
+                return fail(Problem::AtMost(&decimal_string(m.0)));
             }
             if let Some(m) = def.greater_than.filter(|m| d <= m.0) {
-                return fail(format!("must be greater than {}", decimal_string(m.0)));
+                return fail(Problem::GreaterThan(&decimal_string(m.0)));
             }
             if let Some(m) = def.less_than.filter(|m| d >= m.0) {
-                return fail(format!("must be less than {}", decimal_string(m.0)));
+                return fail(Problem::LessThan(&decimal_string(m.0)));
             }
             if def.kind == FieldType::Integer {
                 match rust_decimal::prelude::ToPrimitive::to_i64(&d) {
                     Some(i) => Some(Dynamic::from_int(i)),
-                    None => fail(format!("`{text}` is too large")),
+                    None => fail(Problem::TooLarge(&text)),
                 }
             } else {
                 Some(Dynamic::from_decimal(d))
@@ -328,13 +333,13 @@ fn check_value(
         }
         FieldType::List => {
             let Json::Array(items) = value else {
-                return fail("must be a list".into());
+                return fail(Problem::NotList);
             };
             if let Some(min) = def.min_items.filter(|m| items.len() < *m) {
-                return fail(format!("must have at least {}", entries(min)));
+                return fail(Problem::TooFewItems(min));
             }
             if let Some(max) = def.max_items.filter(|m| items.len() > *m) {
-                return fail(format!("must have at most {}", entries(max)));
+                return fail(Problem::TooManyItems(max));
             }
             let mut out = Vec::with_capacity(items.len());
             let before = errors.len();
@@ -342,17 +347,22 @@ fn check_value(
                 let item_name = format!("{name}[{i}]");
                 if let Some(item_field) = &field.item {
                     if item.is_null() {
-                        errors.push(FieldError::new(item_name, "must not be null"));
-                    } else if let Some(v) = check_value(item_field, item, &item_name, errors) {
+                        errors.push(FieldError::new(item_name, Problem::NullItem.text(language)));
+                    } else if let Some(v) =
+                        check_value(item_field, item, &item_name, language, errors)
+                    {
                         out.push(v);
                     }
                     continue;
                 }
                 let Json::Object(record) = item else {
-                    errors.push(FieldError::new(item_name, "must be an object"));
+                    errors.push(FieldError::new(
+                        item_name,
+                        Problem::NotObject.text(language),
+                    ));
                     continue;
                 };
-                let (map, mut errs) = check_record(&field.record, record, &item_name);
+                let (map, mut errs) = check_record(&field.record, record, &item_name, language);
                 errors.append(&mut errs);
                 out.push(Dynamic::from_map(map));
             }
@@ -361,19 +371,11 @@ fn check_value(
     }
 }
 
-fn entries(n: usize) -> String {
-    if n == 1 {
-        "1 entry".to_owned()
-    } else {
-        format!("{n} entries")
-    }
-}
-
-fn kind_word(kind: FieldType) -> &'static str {
+fn number_kind(kind: FieldType) -> Number {
     if kind == FieldType::Integer {
-        "a whole number"
+        Number::Whole
     } else {
-        "a decimal number"
+        Number::Decimal
     }
 }
 
@@ -395,7 +397,7 @@ mod tests {
 
     fn check(fields: &[Field], json: &str) -> (Map, Vec<FieldError>) {
         let v: Json = serde_json::from_str(json).unwrap();
-        check_record(fields, v.as_object().unwrap(), "")
+        check_record(fields, v.as_object().unwrap(), "", Language::Id)
     }
 
     const FORM: &str = r#"
@@ -454,7 +456,7 @@ max_items = 2
             "{errs:?}"
         );
         let (_, errs) = check(&f, r#"{"luas": 1, "lantai": 1, "items": [{}]}"#);
-        assert_eq!(errs, [FieldError::new("items[0].volume", "is required")]);
+        assert_eq!(errs, [FieldError::new("items[0].volume", "wajib diisi")]);
     }
 
     #[test]
@@ -471,7 +473,10 @@ max_items = 2
         let (_, errs) = check(&f, r#"{"dokumen": []}"#);
         assert_eq!(
             errs,
-            [FieldError::new("dokumen", "must have at least 1 entry")]
+            [FieldError::new(
+                "dokumen",
+                "harus berisi paling sedikit 1 entri"
+            )]
         );
     }
 
@@ -480,7 +485,38 @@ max_items = 2
         let f = fields(FORM);
         let (_, errs) = check(&f, "{}");
         assert_eq!(errs.len(), 2);
-        assert!(errs.iter().all(|e| e.message == "is required"));
+        assert!(errs.iter().all(|e| e.message == "wajib diisi"));
+    }
+
+    #[test]
+    fn messages_follow_the_language_and_field_names_do_not() {
+        let f = fields(FORM);
+        let v: Json = serde_json::from_str(r#"{"luas": 0, "lantai": 30, "x": 1}"#).unwrap();
+        let messages = |language| {
+            check_record(&f, v.as_object().unwrap(), "", language)
+                .1
+                .into_iter()
+                .map(|e| (e.field, e.message))
+                .collect::<Vec<_>>()
+        };
+        let pairs =
+            |list: [(&str, &str); 3]| list.map(|(f, m)| (f.to_owned(), m.to_owned())).to_vec();
+        assert_eq!(
+            messages(Language::Id),
+            pairs([
+                ("x", "isian tidak dikenal"),
+                ("luas", "harus lebih dari 0"),
+                ("lantai", "tidak boleh lebih dari 20"),
+            ])
+        );
+        assert_eq!(
+            messages(Language::En),
+            pairs([
+                ("x", "unknown field"),
+                ("luas", "must be greater than 0"),
+                ("lantai", "must be at most 20"),
+            ])
+        );
     }
 
     #[test]
