@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use pintu::app::{run, Evaluation, Kind};
-use pintu::config::Limits;
+use pintu::config::{Language, Limits};
 use pintu::release::{build, SourceTree};
 use serde_json::{json, Value as Json};
 
@@ -105,7 +105,7 @@ fn levy_rows(args: &Args) -> Result<Vec<Row>> {
     let data = case_b();
 
     let script_levy = || -> Result<Json> {
-        match run(&release, "pbg", Kind::Levy, &data)? {
+        match run(&release, "pbg", Kind::Levy, &data, Language::default())? {
             Evaluation::Valid { output } => Ok(output),
             Evaluation::Invalid { errors, .. } => bail!("case B is invalid: {errors}"),
         }
