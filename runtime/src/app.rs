@@ -48,6 +48,17 @@ pub enum EvalError {
     NoLevy(String),
     #[error("evaluation was interrupted")]
     Interrupted,
+    /// Every evaluation slot stayed taken for the whole queue wait.
+    #[error(
+        "the server is busy: all {slots} evaluation slots stayed taken for {waited_ms} ms; retry shortly"
+    )]
+    Overloaded {
+        slots: usize,
+        waited_ms: u64,
+        /// What `Retry-After` says: a slot frees up at the latest when a running script
+        /// reaches its wall-clock limit.
+        retry_after_secs: u64,
+    },
 }
 
 /// The result of an evaluation, as the API returns it.
@@ -113,13 +124,14 @@ pub struct App {
     /// Why what serves is not the rules folder, while the folder does not build.
     folder_problem: ArcSwapOption<String>,
     /// Bounds the blocking threads scripts occupy under load.
-    evaluations: tokio::sync::Semaphore,
+    evaluations: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
     pub fn new(config: Config, store: Store) -> Self {
-        let evaluations =
-            tokio::sync::Semaphore::new(config.limits.max_concurrent_evaluations.max(1));
+        let evaluations = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_evaluations.max(1),
+        ));
         Self {
             config,
             store,
@@ -524,25 +536,26 @@ impl App {
             .date_naive();
         let rel = release.clone();
         let language = self.config.language;
-        let slot = self
-            .evaluations
-            .acquire()
-            .await
-            .map_err(|_| EvalError::Interrupted)?;
+        let slot = self.evaluation_slot().await?;
+        let in_flight = self.metrics.evaluation_started();
         // Scripts are CPU work bounded by their limits; keep them off the async workers. The
-        // input comes back for the decision record instead of being copied.
+        // input comes back for the decision record instead of being copied. The slot and the
+        // in-flight mark live inside the blocking task: a client that hangs up does not end
+        // its script, so the slot must stay taken until the script itself ends.
         let (result, elapsed, data) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = crate::scripts::with_today(Some(today), || {
                 run(&rel, &permit_name, kind, &data, language)
             });
-            (result, started.elapsed(), data)
+            let elapsed = started.elapsed();
+            // The slot bounds script work only; waiting for the durable write must not hold
+            // it, or it would also cap how many decisions share one group commit.
+            drop(in_flight);
+            drop(slot);
+            (result, elapsed, data)
         })
         .await
         .map_err(|_| EvalError::Interrupted)?;
-        // The slot bounds script work only; waiting for the durable write must not hold it, or
-        // it would also cap how many decisions share one group commit.
-        drop(slot);
 
         let (output, outcome) = match &result {
             // `/validate` answers invalid data with 200 and `valid: false`: count it as invalid,
@@ -591,6 +604,23 @@ impl App {
             })])
             .await?;
         result
+    }
+
+    /// One of the `max_concurrent_evaluations` slots, waiting at most
+    /// `evaluation_queue_timeout_ms` for it.
+    async fn evaluation_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EvalError> {
+        let limits = &self.config.limits;
+        let overloaded = || EvalError::Overloaded {
+            slots: limits.max_concurrent_evaluations,
+            waited_ms: limits.evaluation_queue_timeout_ms,
+            retry_after_secs: limits.script_timeout_ms.div_ceil(1000).max(1),
+        };
+        let wait = Arc::clone(&self.evaluations).acquire_owned();
+        match tokio::time::timeout(limits.evaluation_queue_timeout(), wait).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_closed)) => Err(EvalError::Interrupted),
+            Err(_elapsed) => Err(overloaded()),
+        }
     }
 
     /// Starts the background pruner: one run shortly after start, then every

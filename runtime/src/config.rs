@@ -55,6 +55,11 @@ pub const DEFAULT_MAX_RULE_FILES: usize = 2_000;
 pub const DEFAULT_RULES_READ_TIMEOUT_MS: u64 = 10_000;
 /// Evaluations running at once; more requests wait their turn rather than pile up threads.
 pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: usize = 32;
+/// Longest a request waits for one of the `max_concurrent_evaluations` slots, in milliseconds,
+/// before it is answered 503 `overloaded` with `Retry-After` (0: refused at once when all are
+/// taken). A bounded wait absorbs a burst; an unbounded one would let a backlog grow until
+/// clients time out with nothing to tell them to back off.
+pub const DEFAULT_EVALUATION_QUEUE_TIMEOUT_MS: u64 = 5_000;
 /// Most records one group commit writes in one durable transaction.
 pub const DEFAULT_MAX_COMMIT_BATCH: usize = 512;
 /// Most bytes of canonical JSON kept of a decision's input, and of its output: larger ones are
@@ -115,6 +120,7 @@ pub struct Limits {
     pub rules_read_timeout_ms: u64,
     pub max_commit_batch: usize,
     pub max_concurrent_evaluations: usize,
+    pub evaluation_queue_timeout_ms: u64,
     pub max_recorded_json_bytes: usize,
     pub max_json_depth: usize,
 }
@@ -136,6 +142,7 @@ impl Default for Limits {
             rules_read_timeout_ms: DEFAULT_RULES_READ_TIMEOUT_MS,
             max_commit_batch: DEFAULT_MAX_COMMIT_BATCH,
             max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
+            evaluation_queue_timeout_ms: DEFAULT_EVALUATION_QUEUE_TIMEOUT_MS,
             max_recorded_json_bytes: DEFAULT_MAX_RECORDED_JSON_BYTES,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
         }
@@ -169,6 +176,23 @@ impl Default for Retention {
 }
 
 impl Retention {
+    /// Refuses values that do not turn a bound off but would quietly mean something else.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("prune_interval_secs", self.prune_interval_secs),
+            ("prune_batch", to_u64(self.prune_batch)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Retention {
+                    key,
+                    message: "must be at least 1 (to keep records longer, set the bounds to 0)"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn prune_interval(&self) -> Duration {
         Duration::from_secs(self.prune_interval_secs.max(1))
     }
@@ -186,9 +210,59 @@ impl Retention {
     }
 }
 
+/// Most evaluation slots a semaphore can hold (tokio's own bound); more would panic at start.
+const MAX_EVALUATION_SLOTS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 impl Limits {
+    /// Refuses values with which the server could not do its work, naming the key. 0 stays
+    /// valid where it has a meaning: no bound for `max_operations`, `max_expr_depth`,
+    /// `max_string_size`, `max_array_size`, `max_map_size` (Rhai's "unlimited"); no quiet
+    /// period for `reload_debounce_ms`; no wait for `evaluation_queue_timeout_ms`; an excerpt
+    /// marker only for `max_recorded_json_bytes`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            // Every script would fail at its first operation.
+            ("script_timeout_ms", self.script_timeout_ms),
+            // `levy` and `validate` are function calls themselves: none could run.
+            ("max_call_levels", to_u64(self.max_call_levels)),
+            // Every request with a body would be refused.
+            ("max_body_bytes", to_u64(self.max_body_bytes)),
+            // Every rules file would be refused, so no release could ever build.
+            ("max_rule_file_bytes", to_u64(self.max_rule_file_bytes)),
+            ("max_rule_files", to_u64(self.max_rule_files)),
+            // Every read of the rules folder would time out.
+            ("rules_read_timeout_ms", self.rules_read_timeout_ms),
+            // A commit that may write nothing never makes progress.
+            ("max_commit_batch", to_u64(self.max_commit_batch)),
+            // No evaluation could ever run.
+            (
+                "max_concurrent_evaluations",
+                to_u64(self.max_concurrent_evaluations),
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Limit {
+                    key,
+                    message: "must be at least 1 (0 would stop every request it governs)".into(),
+                });
+            }
+        }
+        if self.max_concurrent_evaluations > MAX_EVALUATION_SLOTS {
+            return Err(ConfigError::Limit {
+                key: "max_concurrent_evaluations",
+                message: format!("must be at most {MAX_EVALUATION_SLOTS}"),
+            });
+        }
+        Ok(())
+    }
+
     pub fn script_timeout(&self) -> Duration {
         Duration::from_millis(self.script_timeout_ms)
+    }
+
+    pub fn evaluation_queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.evaluation_queue_timeout_ms)
     }
 
     pub fn reload_debounce(&self) -> Duration {
@@ -301,6 +375,14 @@ pub enum ConfigError {
     Offset(String),
     #[error("invalid bind address `{0}`")]
     Bind(String),
+    #[error("invalid [limits] {key}: {message}")]
+    Limit { key: &'static str, message: String },
+    #[error("invalid [retention] {key}: {message}")]
+    Retention { key: &'static str, message: String },
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl Config {
@@ -315,6 +397,8 @@ impl Config {
             Some(path) => Self::read_file(path)?,
             None => FileConfig::default(),
         };
+        file_config.limits.validate()?;
+        file_config.retention.validate()?;
         let default_bind = DEFAULT_BIND
             .parse()
             .map_err(|_| ConfigError::Bind(DEFAULT_BIND.to_owned()))?;
@@ -382,6 +466,67 @@ mod tests {
         assert_eq!(cfg.http, Http::default());
         assert_eq!(cfg.language, Language::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
+    }
+
+    fn resolve_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pintu.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::resolve(Some(&path), None, None, None)
+    }
+
+    #[test]
+    fn limits_that_cannot_work_are_refused_naming_the_key() {
+        for key in [
+            "script_timeout_ms",
+            "max_call_levels",
+            "max_body_bytes",
+            "max_rule_file_bytes",
+            "max_rule_files",
+            "rules_read_timeout_ms",
+            "max_commit_batch",
+            "max_concurrent_evaluations",
+        ] {
+            let err = resolve_text(&format!("[limits]\n{key} = 0\n")).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("[limits] {key}")),
+                "{key}: {message}"
+            );
+            assert!(message.contains("at least 1"), "{key}: {message}");
+        }
+        let err = resolve_text("[limits]\nmax_concurrent_evaluations = 9223372036854775807\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("max_concurrent_evaluations"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_keeps_its_meaning_where_it_has_one() {
+        let cfg = resolve_text(
+            "[limits]\nmax_operations = 0\nmax_expr_depth = 0\nmax_string_size = 0\n\
+             max_array_size = 0\nmax_map_size = 0\nreload_debounce_ms = 0\n\
+             evaluation_queue_timeout_ms = 0\nmax_recorded_json_bytes = 0\n\
+             [retention]\ndecisions_max_age_days = 0\ndecisions_max_bytes = 0\n\
+             reloads_keep = 0\nreleases_keep = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_operations, 0);
+        assert_eq!(cfg.limits.evaluation_queue_timeout_ms, 0);
+        assert_eq!(cfg.retention.releases_keep, 0);
+    }
+
+    #[test]
+    fn retention_values_that_would_mislead_are_refused_naming_the_key() {
+        for key in ["prune_interval_secs", "prune_batch"] {
+            let err = resolve_text(&format!("[retention]\n{key} = 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("[retention] {key}")),
+                "{key}: {err}"
+            );
+        }
     }
 
     #[test]

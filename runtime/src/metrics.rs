@@ -52,6 +52,16 @@ pub struct Metrics {
     rendering: Mutex<()>,
     folder_reads: Counter,
     rules_events: Family<Labels, Counter>,
+    evaluations_in_flight: Gauge,
+}
+
+/// Marks one evaluation as running in `pintu_evaluations_in_flight` until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -108,7 +118,14 @@ impl Default for Metrics {
             "File events from the rules folder: `change` (content) or `ignored` (access only)",
             rules_events.clone(),
         );
+        let evaluations_in_flight = Gauge::default();
+        registry.register(
+            "evaluations_in_flight",
+            "Evaluations whose scripts are running now (at most max_concurrent_evaluations)",
+            evaluations_in_flight.clone(),
+        );
         Self {
+            evaluations_in_flight,
             registry,
             folder_reads,
             rules_events,
@@ -146,6 +163,12 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// Counts an evaluation as running until the returned mark is dropped.
+    pub fn evaluation_started(&self) -> InFlight {
+        self.evaluations_in_flight.inc();
+        InFlight(self.evaluations_in_flight.clone())
     }
 
     pub fn reload(&self, accepted: bool) {

@@ -15,6 +15,7 @@ mod crash;
 mod folder;
 mod hostile;
 mod http;
+mod limits;
 mod reload;
 mod sample_rules;
 mod scripts;

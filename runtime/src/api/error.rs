@@ -1,7 +1,7 @@
 //! The one error type of the HTTP surface. Every failure becomes
 //! `{"error": {"code": "...", "message": "..."}}`; status codes are chosen here and nowhere else.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value as Json};
 
@@ -91,6 +91,7 @@ impl AppError {
                 EvalError::Store(s) if s.is_unavailable() => {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }
+                EvalError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
                 EvalError::Store(_) | EvalError::Interrupted => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }
@@ -115,9 +116,21 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!("{code}: {self}");
-        }
+        // Overload is the server protecting itself, not a fault: a warning, not an error.
+        let retry_after = match &self {
+            Self::Eval(EvalError::Overloaded {
+                retry_after_secs, ..
+            }) => {
+                tracing::warn!("{code}: {self}");
+                Some(*retry_after_secs)
+            }
+            _ => {
+                if status.is_server_error() {
+                    tracing::error!("{code}: {self}");
+                }
+                None
+            }
+        };
         let mut body = serde_json::Map::new();
         body.insert("code".into(), json!(code));
         body.insert("message".into(), json!(self.to_string()));
@@ -133,6 +146,12 @@ impl IntoResponse for AppError {
             }
             _ => {}
         }
-        (status, axum::Json(json!({ "error": body }))).into_response()
+        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
