@@ -210,8 +210,8 @@ impl Retention {
     }
 }
 
-/// Most evaluation slots a semaphore can hold (tokio's own bound); more would panic at start.
-const MAX_EVALUATION_SLOTS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+/// Most slots a semaphore can hold (tokio's own bound); more would panic at start.
+const MAX_SEMAPHORE_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 impl Limits {
     /// Refuses values with which the server could not do its work, naming the key. 0 stays
@@ -239,6 +239,8 @@ impl Limits {
                 "max_concurrent_evaluations",
                 to_u64(self.max_concurrent_evaluations),
             ),
+            // The body's own object is one level: every body would be refused.
+            ("max_json_depth", to_u64(self.max_json_depth)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -248,10 +250,10 @@ impl Limits {
                 });
             }
         }
-        if self.max_concurrent_evaluations > MAX_EVALUATION_SLOTS {
+        if self.max_concurrent_evaluations > MAX_SEMAPHORE_PERMITS {
             return Err(ConfigError::Limit {
                 key: "max_concurrent_evaluations",
-                message: format!("must be at most {MAX_EVALUATION_SLOTS}"),
+                message: format!("must be at most {MAX_SEMAPHORE_PERMITS}"),
             });
         }
         Ok(())
@@ -298,6 +300,31 @@ impl Default for Http {
 }
 
 impl Http {
+    /// Refuses values with which no request could be served, naming the key.
+    /// `shutdown_grace_ms = 0` stays valid: close at once on a stop signal.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("max_connections", to_u64(self.max_connections)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Http {
+                    key,
+                    message: "must be at least 1 (0 would stop every request)".into(),
+                });
+            }
+        }
+        if self.max_connections > MAX_SEMAPHORE_PERMITS {
+            return Err(ConfigError::Http {
+                key: "max_connections",
+                message: format!("must be at most {MAX_SEMAPHORE_PERMITS}"),
+            });
+        }
+        Ok(())
+    }
+
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
     }
@@ -379,6 +406,8 @@ pub enum ConfigError {
     Limit { key: &'static str, message: String },
     #[error("invalid [retention] {key}: {message}")]
     Retention { key: &'static str, message: String },
+    #[error("invalid [http] {key}: {message}")]
+    Http { key: &'static str, message: String },
 }
 
 fn to_u64(n: usize) -> u64 {
@@ -399,6 +428,7 @@ impl Config {
         };
         file_config.limits.validate()?;
         file_config.retention.validate()?;
+        file_config.http.validate()?;
         let default_bind = DEFAULT_BIND
             .parse()
             .map_err(|_| ConfigError::Bind(DEFAULT_BIND.to_owned()))?;
@@ -486,6 +516,7 @@ mod tests {
             "rules_read_timeout_ms",
             "max_commit_batch",
             "max_concurrent_evaluations",
+            "max_json_depth",
         ] {
             let err = resolve_text(&format!("[limits]\n{key} = 0\n")).unwrap_err();
             let message = err.to_string();
@@ -516,6 +547,24 @@ mod tests {
         assert_eq!(cfg.limits.max_operations, 0);
         assert_eq!(cfg.limits.evaluation_queue_timeout_ms, 0);
         assert_eq!(cfg.retention.releases_keep, 0);
+    }
+
+    #[test]
+    fn http_values_that_cannot_work_are_refused_naming_the_key() {
+        for key in [
+            "header_read_timeout_ms",
+            "body_read_timeout_ms",
+            "idle_timeout_ms",
+            "max_connections",
+        ] {
+            let err = resolve_text(&format!("[http]\n{key} = 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("[http] {key}")),
+                "{key}: {err}"
+            );
+        }
+        let cfg = resolve_text("[http]\nshutdown_grace_ms = 0\n").unwrap();
+        assert_eq!(cfg.http.shutdown_grace_ms, 0);
     }
 
     #[test]

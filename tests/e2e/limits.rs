@@ -170,6 +170,7 @@ fn serve_refuses_a_limit_that_cannot_work_naming_the_key() {
         ("limits", "max_concurrent_evaluations"),
         ("limits", "max_commit_batch"),
         ("retention", "prune_batch"),
+        ("http", "max_connections"),
     ] {
         let config = dir.path().join(format!("{key}.toml"));
         std::fs::write(&config, format!("[{table}]\n{key} = 0\n")).unwrap();
