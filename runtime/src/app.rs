@@ -539,10 +539,11 @@ impl App {
         let slot = self.evaluation_slot().await?;
         let in_flight = self.metrics.evaluation_started();
         // Scripts are CPU work bounded by their limits; keep them off the async workers. The
-        // input comes back for the decision record instead of being copied. The slot and the
+        // input moves into that task and only its bounded record comes back. The slot and the
         // in-flight mark live inside the blocking task: a client that hangs up does not end
         // its script, so the slot must stay taken until the script itself ends.
-        let (result, elapsed, data) = tokio::task::spawn_blocking(move || {
+        let max = self.config.limits.max_recorded_json_bytes;
+        let (result, elapsed, record) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = crate::scripts::with_today(Some(today), || {
                 run(&rel, &permit_name, kind, &data, language)
@@ -552,45 +553,25 @@ impl App {
             // it, or it would also cap how many decisions share one group commit.
             drop(in_flight);
             drop(slot);
-            (result, elapsed, data)
+            // INVARIANT: what one evaluation stores is bounded, whatever the request held:
+            // input and output are each kept whole only up to `max_recorded_json_bytes`.
+            // Bounding is CPU work too, so it happens here rather than on an async worker.
+            let record = recorded(&result).map(|(output, outcome)| {
+                (
+                    crate::store::bound::excerpt(data, max),
+                    crate::store::bound::excerpt(output, max),
+                    outcome,
+                )
+            });
+            (result, elapsed, record)
         })
         .await
         .map_err(|_| EvalError::Interrupted)?;
-
-        let (output, outcome) = match &result {
-            // `/validate` answers invalid data with 200 and `valid: false`: count it as invalid,
-            // as `/levy` does.
-            Ok(Evaluation::Valid { output }) if output["valid"] == false => {
-                (output.clone(), "invalid")
-            }
-            Ok(Evaluation::Valid { output }) => (output.clone(), "ok"),
-            Ok(Evaluation::Invalid { errors, .. }) => (
-                serde_json::json!({ "valid": false, "errors": errors }),
-                "invalid",
-            ),
-            Err(EvalError::Script(e)) => (
-                serde_json::json!({ "error": e.to_string() }),
-                if e.kind == ScriptErrorKind::Limit {
-                    "limit"
-                } else {
-                    "script_error"
-                },
-            ),
-            // Nothing was evaluated (unknown permit type, no levy): nothing to record.
-            Err(_) => return result,
+        // Nothing was evaluated (unknown permit type, no levy): nothing to record.
+        let Some((input, output, outcome)) = record else {
+            return result;
         };
         self.metrics.evaluation(permit_id, kind.as_str(), outcome);
-        // INVARIANT: what one evaluation stores is bounded, whatever the request held: input
-        // and output are each kept whole only up to `max_recorded_json_bytes`.
-        let max = self.config.limits.max_recorded_json_bytes;
-        let (input, output) = tokio::task::spawn_blocking(move || {
-            (
-                crate::store::bound::excerpt(data, max),
-                crate::store::bound::excerpt(output, max),
-            )
-        })
-        .await
-        .map_err(|_| EvalError::Interrupted)?;
         self.store
             .write(vec![Op::Decision(DecisionRecord {
                 seq: 0,
@@ -669,6 +650,30 @@ impl App {
             .await
             .map(|_| ())
     }
+}
+
+/// What the decision log keeps of an evaluation's result, and its metrics outcome; `None` when
+/// nothing was evaluated (unknown permit type, no levy).
+fn recorded(result: &Result<Evaluation, EvalError>) -> Option<(Json, &'static str)> {
+    Some(match result {
+        // `/validate` answers invalid data with 200 and `valid: false`: count it as invalid, as
+        // `/levy` does.
+        Ok(Evaluation::Valid { output }) if output["valid"] == false => (output.clone(), "invalid"),
+        Ok(Evaluation::Valid { output }) => (output.clone(), "ok"),
+        Ok(Evaluation::Invalid { errors, .. }) => (
+            serde_json::json!({ "valid": false, "errors": errors }),
+            "invalid",
+        ),
+        Err(EvalError::Script(e)) => (
+            serde_json::json!({ "error": e.to_string() }),
+            if e.kind == ScriptErrorKind::Limit {
+                "limit"
+            } else {
+                "script_error"
+            },
+        ),
+        Err(_) => return None,
+    })
 }
 
 /// The evaluation itself, synchronous and pure apart from the script sandbox. The runtime's own

@@ -265,6 +265,21 @@ mod tests {
         assert_eq!(report.diagnostics[0].line, 2, "{}", report.diagnostics[0]);
     }
 
+    /// The `/validate` answer for `data` against permit `uji` of `release`, in Indonesian.
+    fn validate_uji(release: &Release, data: &serde_json::Value) -> serde_json::Value {
+        let crate::app::Evaluation::Valid { output } = crate::app::run(
+            release,
+            "uji",
+            crate::app::Kind::Validate,
+            data,
+            crate::config::Language::Id,
+        )
+        .unwrap() else {
+            panic!("validate always answers")
+        };
+        output
+    }
+
     #[test]
     fn the_document_checklist_names_what_is_missing_repeated_or_unknown() {
         let permit = r#"name = "Uji"
@@ -288,16 +303,7 @@ required = false
             .map_err(|r| r.diagnostics)
             .unwrap();
         let data = serde_json::json!({"dokumen": ["ktp", "ktp", "sim"]});
-        let crate::app::Evaluation::Valid { output } = crate::app::run(
-            &r,
-            "uji",
-            crate::app::Kind::Validate,
-            &data,
-            crate::config::Language::Id,
-        )
-        .unwrap() else {
-            panic!("validate always answers")
-        };
+        let output = validate_uji(&r, &data);
         let messages: Vec<&str> = output["errors"]
             .as_array()
             .unwrap()
@@ -313,16 +319,7 @@ required = false
             ]
         );
         let data = serde_json::json!({"dokumen": ["str", "ktp"]});
-        let crate::app::Evaluation::Valid { output } = crate::app::run(
-            &r,
-            "uji",
-            crate::app::Kind::Validate,
-            &data,
-            crate::config::Language::Id,
-        )
-        .unwrap() else {
-            panic!("validate always answers")
-        };
+        let output = validate_uji(&r, &data);
         assert_eq!(output["valid"], true);
     }
 

@@ -69,16 +69,17 @@ fn actor(admin: &Admin) -> String {
     format!("token:{}", admin.0.id)
 }
 
-/// Runs a store read on the blocking pool: a large page must not hold an async worker.
-async fn read<T: Send + 'static>(
+/// Runs store work on the blocking pool: a large page or a durable write must not hold an async
+/// worker.
+async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
     app: &Arc<App>,
-    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
 ) -> Result<T, AppError> {
     let store = app.store.clone();
-    tokio::task::spawn_blocking(move || read(&store))
+    tokio::task::spawn_blocking(move || work(&store))
         .await
-        .map_err(|e| AppError::Store(StoreError::Storage(format!("read task failed: {e}"))))?
-        .map_err(AppError::Store)
+        .map_err(|e| AppError::Store(StoreError::Storage(format!("store task failed: {e}"))))?
+        .map_err(Into::into)
 }
 
 /// Releases (all kept ones: retention bounds them, newest first, at most `limit`) and the
@@ -91,10 +92,10 @@ async fn releases(
     let p = page(q)?;
     let limit = p.limit()?;
     let active = app.current().map(|r| r.id.clone());
-    let (releases, activations) = read(&app, move |store| {
+    let (releases, activations) = blocking(&app, move |store| {
         let mut releases = store.releases()?;
         releases.truncate(limit);
-        Ok((releases, store.activations(limit, p.before)?))
+        Ok::<_, StoreError>((releases, store.activations(limit, p.before)?))
     })
     .await?;
     Ok(Json(json!({
@@ -112,7 +113,7 @@ async fn reloads(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = read(&app, move |store| store.reloads(limit, p.before)).await?;
+    let page = blocking(&app, move |store| store.reloads(limit, p.before)).await?;
     Ok(Json(
         json!({ "reloads": page.items, "next_before": page.next_before }),
     ))
@@ -159,7 +160,7 @@ async fn decisions(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = read(&app, move |store| {
+    let page = blocking(&app, move |store| {
         store.decisions(p.permit.as_deref(), limit, p.before)
     })
     .await?;
@@ -175,7 +176,7 @@ async fn audit(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = read(&app, move |store| store.audit(limit, p.before)).await?;
+    let page = blocking(&app, move |store| store.audit(limit, p.before)).await?;
     Ok(Json(
         json!({ "audit": page.items, "next_before": page.next_before }),
     ))
@@ -194,25 +195,9 @@ async fn create_token(
     admin: Admin,
     Body(req): Body<NewToken>,
 ) -> Result<Json<Json_>, AppError> {
-    let store = app.store.clone();
-    let (role, label) = (req.role.clone(), req.label.clone());
-    let created = tokio::task::spawn_blocking(move || auth::create_token(&store, &role, &label))
-        .await
-        .map_err(|e| AppError::Store(crate::store::StoreError::Storage(e.to_string())))?;
-    let (token, record) = match created {
-        Ok(t) => t,
-        Err(auth::AuthError::UnknownRole(r)) => {
-            return Err(AppError::InvalidBody(
-                auth::AuthError::UnknownRole(r).to_string(),
-            ))
-        }
-        Err(auth::AuthError::Store(e)) => return Err(AppError::Store(e)),
-        Err(e) => {
-            return Err(AppError::Store(crate::store::StoreError::Storage(
-                e.to_string(),
-            )))
-        }
-    };
+    let (role, label) = (req.role, req.label);
+    let (token, record) =
+        blocking(&app, move |store| auth::create_token(store, &role, &label)).await?;
     app.audit(
         &actor(&admin),
         "create_token",
@@ -230,11 +215,8 @@ async fn revoke_token(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let store = app.store.clone();
     let target = id.clone();
-    let revoked = tokio::task::spawn_blocking(move || auth::revoke_token(&store, &target))
-        .await
-        .map_err(|e| AppError::Store(crate::store::StoreError::Storage(e.to_string())))??;
+    let revoked = blocking(&app, move |store| auth::revoke_token(store, &target)).await?;
     let record = revoked.ok_or(AppError::UnknownToken(id))?;
     app.audit(
         &actor(&admin),

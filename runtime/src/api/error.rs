@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value as Json};
 
 use crate::app::{first_problem, EvalError, ReleaseError};
+use crate::auth::AuthError;
 use crate::config::Language;
 use crate::scripts::ScriptErrorKind;
 use crate::store::StoreError;
@@ -58,6 +59,17 @@ pub enum AppError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            // The role named in the request body does not exist.
+            AuthError::UnknownRole(_) => Self::InvalidBody(e.to_string()),
+            AuthError::Store(e) => Self::Store(e),
+            other => Self::Store(StoreError::Storage(other.to_string())),
+        }
+    }
 }
 
 impl AppError {
