@@ -3,7 +3,13 @@
 //! the harness runs, its figures mean nothing). See docs/benchmarks.md.
 
 mod durable;
+mod endpoint;
+mod generate;
+mod http;
+mod load;
 mod native;
+mod scale;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,6 +24,9 @@ struct Args {
     quick: bool,
     rules: PathBuf,
     work_dir: PathBuf,
+    /// Set: serve the native endpoint with its store in this folder (the HTTP rows' baseline,
+    /// run by the harness itself as a separate process).
+    serve_native: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -26,6 +35,7 @@ fn parse_args() -> Result<Args> {
         quick: false,
         rules: root.join("rules"),
         work_dir: root.join("target").join("pintu-bench"),
+        serve_native: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -33,12 +43,17 @@ fn parse_args() -> Result<Args> {
             "--quick" => args.quick = true,
             "--rules" => args.rules = it.next().context("--rules needs a folder")?.into(),
             "--work-dir" => args.work_dir = it.next().context("--work-dir needs a folder")?.into(),
+            "--serve-native" => {
+                args.serve_native = Some(it.next().context("--serve-native needs a folder")?.into())
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: pintu-bench [--quick] [--rules DIR] [--work-dir DIR]\n\
                      --rules     rules folder with the pbg permit type (default: the repository's rules/)\n\
-                     --work-dir  where the databases are written; put it on the disk to measure\n\
-                     \x20           (default: target/pintu-bench)"
+                     --work-dir  where the databases and generated trees are written; put it on\n\
+                     \x20           the disk to measure (default: target/pintu-bench)\n\
+                     PINTU_BIN   the pintu binary to measure (default: built by cargo for this\n\
+                     \x20           harness's profile)"
                 );
                 std::process::exit(0);
             }
@@ -79,6 +94,15 @@ fn time_each(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration
 
 fn us(d: Duration) -> String {
     format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `a ÷ b` as a ratio cell.
+fn times(a: f64, b: f64) -> String {
+    format!("{:.2}×", a / b.max(f64::MIN_POSITIVE))
 }
 
 /// Worked example B with two prasarana lines, as the existing criterion bench uses it.
@@ -198,8 +222,135 @@ fn durable_rows(args: &Args) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// What the rows that run servers share.
+struct Bench {
+    args: Args,
+    /// The `pintu` binary measured.
+    bin: PathBuf,
+    /// The `pintu.toml` of every server the harness starts.
+    config: PathBuf,
+    rt: tokio::runtime::Runtime,
+    /// Worked example B with two prasarana lines under the sample rules.
+    case_b_total: rust_decimal::Decimal,
+}
+
+/// Settings of the harness's servers that differ from the defaults: a 1,000-type tree has
+/// about 34,000 files.
+const SERVER_CONFIG: &str = "[limits]\nmax_rule_files = 100000\n";
+
+impl Bench {
+    fn temp_dir(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&self.args.work_dir)
+            .with_context(|| format!("temp dir in {}", self.args.work_dir.display()))
+    }
+}
+
+/// Start-up, memory and reload rows: the sample tree against a generated one.
+fn scale_rows(bench: &Bench, notes: &mut Vec<String>) -> Result<Vec<Row>> {
+    let quick = bench.args.quick;
+    let (count, saves, clients) = if quick { (20, 3, 2) } else { (1_000, 50, 4) };
+    let big = if quick {
+        format!("{count} generated permit types (--quick)")
+    } else {
+        "1,000 generated permit types".to_owned()
+    };
+
+    let work = bench.temp_dir()?;
+    let sample = work.path().join("sample");
+    generate::copy_tree(&bench.args.rules, &sample)?;
+    let generated = work.path().join("generated");
+    let t = Instant::now();
+    let made = generate::generate(&bench.args.rules, &generated, count)?;
+    notes.push(format!(
+        "generated tree: {} permit types, {} files, written in {:.1} s; reload clients: {clients} \
+         concurrent levy clients in the harness process during the {saves} saves of each tree",
+        made.permits,
+        made.files,
+        t.elapsed().as_secs_f64()
+    ));
+    let data = case_b();
+    let pbg_big = generate::permit_id(0)?;
+    let big_total = generate::case_b_total(&generated, &pbg_big, &data)?;
+
+    eprintln!("start and reload: 3 sample permit types");
+    let small = scale::measure(
+        bench,
+        &sample,
+        "pbg",
+        bench.case_b_total.to_string(),
+        saves,
+        clients,
+    )?;
+    eprintln!("start and reload: {big}");
+    let large = scale::measure(
+        bench,
+        &generated,
+        &pbg_big,
+        big_total.to_string(),
+        saves,
+        clients,
+    )?;
+
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let mb = |kib: u64| format!("{:.1} MB", kib as f64 / 1024.0);
+    let mut rows = vec![
+        Row {
+            what: format!("cold start to /health ok, {big}"),
+            pintu: secs(large.start),
+            baseline_name: "the same, 3 sample permit types".into(),
+            baseline: secs(small.start),
+            ratio: times(large.start.as_secs_f64(), small.start.as_secs_f64()),
+        },
+        Row {
+            what: format!("cold start to /health ok, {big}"),
+            pintu: secs(large.start),
+            baseline_name: "target 2 s".into(),
+            baseline: "2.00 s".into(),
+            ratio: times(large.start.as_secs_f64(), 2.0),
+        },
+        Row {
+            what: format!("RSS after start, {big}"),
+            pintu: mb(large.rss_kib),
+            baseline_name: "the same, 3 sample permit types".into(),
+            baseline: mb(small.rss_kib),
+            ratio: times(large.rss_kib as f64, small.rss_kib as f64),
+        },
+        Row {
+            what: format!("RSS after start, {big}"),
+            pintu: mb(large.rss_kib),
+            baseline_name: "target 300 MB".into(),
+            baseline: "300.0 MB".into(),
+            ratio: times(large.rss_kib as f64, 300.0 * 1024.0),
+        },
+    ];
+    for (label, s) in [("3 sample permit types", &small), (big.as_str(), &large)] {
+        let (p50, p99) = percentiles(s.reloads.clone())?;
+        let failed = format!(
+            "{} saves; {} of {} levy requests failed",
+            s.reloads.len(),
+            s.load.failed(),
+            s.load.requests()
+        );
+        for (q, d) in [("p50", p50), ("p99", p99)] {
+            rows.push(Row {
+                what: format!("reload, save → /health new release, {label}, {q}"),
+                pintu: format!("{} ({failed})", ms(d)),
+                baseline_name: "target 150 ms (= default reload_debounce_ms)".into(),
+                baseline: "150.00 ms".into(),
+                ratio: times(d.as_secs_f64(), 0.150),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if let Some(data) = &args.serve_native {
+        return endpoint::serve(&args.rules, data);
+    }
     eprintln!(
         "pintu-bench{}: rules {}, work dir {} ({} build)",
         if args.quick { " --quick" } else { "" },
@@ -211,8 +362,45 @@ fn main() -> Result<()> {
             "release"
         },
     );
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("creating {}", args.work_dir.display()))?;
     let mut rows = levy_rows(&args)?;
-    rows.extend(durable_rows(&args)?);
+
+    let bin = server::pintu_bin()?;
+    let config = args.work_dir.join("pintu.toml");
+    std::fs::write(&config, SERVER_CONFIG)
+        .with_context(|| format!("writing {}", config.display()))?;
+    let toml_path = args.rules.join("pbg").join("permit.toml");
+    let case_b_total = native::PbgRules::from_toml(
+        &std::fs::read_to_string(&toml_path)
+            .with_context(|| format!("reading {}", toml_path.display()))?,
+    )?
+    .levy(&case_b())?
+    .total;
+    let mut notes = vec![
+        format!("server: {}", bin.display()),
+        format!(
+            "settings of every server started (pintu.toml): {}",
+            SERVER_CONFIG.trim().replace('\n', " ")
+        ),
+        "load generator: reqwest clients (one keep-alive connection each) in the harness \
+         process, on the same 2 cores as the server under test"
+            .to_owned(),
+    ];
+    let bench = Bench {
+        args,
+        bin,
+        config,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        case_b_total,
+    };
+    eprintln!("HTTP levy");
+    rows.extend(http::rows(&bench)?);
+    rows.extend(scale_rows(&bench, &mut notes)?);
+    eprintln!("durable writes");
+    rows.extend(durable_rows(&bench.args)?);
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");
     for r in rows {
@@ -220,6 +408,10 @@ fn main() -> Result<()> {
             "| {} | {} | {} | {} | {} |",
             r.what, r.pintu, r.baseline_name, r.baseline, r.ratio
         );
+    }
+    println!();
+    for n in notes {
+        println!("- {n}");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};
+use pintu::scripts::value::decimal_string;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value as Json;
 use toml_edit::{DocumentMut, Item, Value};
@@ -20,6 +21,8 @@ type Table = HashMap<String, Decimal>;
 struct Prasarana {
     indeks: Decimal,
     harga: Decimal,
+    label: String,
+    satuan: String,
 }
 
 /// Regional parameters and tables of the `pbg` permit type.
@@ -189,11 +192,20 @@ impl PbgRules {
                     .ok_or_else(|| anyhow!("tables.prasarana.{jenis}.{k} missing"))?;
                 toml_decimal(v, &format!("tables.prasarana.{jenis}.{k}"))
             };
+            let text = |k: &str| -> Result<String> {
+                entry
+                    .get(k)
+                    .and_then(Item::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("tables.prasarana.{jenis}.{k} missing or not text"))
+            };
             prasarana.insert(
                 jenis.to_owned(),
                 Prasarana {
                     indeks: field("indeks")?,
                     harga: field("harga")?,
+                    label: text("label")?,
+                    satuan: text("satuan")?,
                 },
             );
         }
@@ -222,8 +234,12 @@ impl PbgRules {
         })
     }
 
+    /// SHST, the regional building cost per m² (`params.shst`).
+    pub fn shst(&self) -> Decimal {
+        self.shst
+    }
+
     /// These rules with a fixture's `params` overrides applied (the keys the levy reads).
-    #[cfg(test)]
     pub fn with_overrides(&self, overrides: &Json) -> Result<Self> {
         let mut r = self.clone();
         let Some(map) = overrides.as_object() else {
@@ -260,6 +276,66 @@ impl PbgRules {
     /// The levy of valid input `data`: bangunan = LLt × It × Ibg × Ilo × SHST, one line per
     /// prasarana V × I × Ibg × HSpbg; each line rounded, all zero when exempt.
     pub fn levy(&self, data: &Json) -> Result<Levy> {
+        Ok(self.compute(data)?.levy)
+    }
+
+    /// The whole answer of `POST /v1/permits/pbg/levy` for valid input `data`, in the runtime's
+    /// shape: `total`, `currency`, `items` (code, label, amount) and a `trace` of the factors,
+    /// as `levy.rhai` reports them.
+    pub fn response(&self, data: &Json) -> Result<Json> {
+        let c = self.compute(data)?;
+        let s = decimal_string;
+        let mut items = Vec::with_capacity(c.levy.items.len());
+        let mut prasarana = Vec::with_capacity(c.prasarana.len());
+        for (i, line) in c.levy.items.iter().enumerate() {
+            let label = if i == 0 {
+                format!(
+                    "Bangunan gedung {} m² (It {}, Ibg {})",
+                    s(c.llt),
+                    s(c.it),
+                    s(c.ibg)
+                )
+            } else {
+                let d = c
+                    .prasarana
+                    .get(i - 1)
+                    .ok_or_else(|| anyhow!("prasarana line {i} has no detail"))?;
+                prasarana.push(serde_json::json!({
+                    "jenis": d.jenis, "volume": s(d.volume), "indeks": s(d.entry.indeks),
+                    "harga_satuan": s(d.entry.harga), "sebelum_pembulatan": s(d.hitung),
+                }));
+                format!(
+                    "{} {} {} × {}",
+                    d.entry.label,
+                    s(d.volume),
+                    d.entry.satuan,
+                    pintu::scripts::api::rupiah(d.entry.harga)
+                        .map_err(|e| anyhow!("formatting {}: {e}", d.entry.harga))?
+                )
+            };
+            items.push(serde_json::json!({
+                "code": line.code, "label": label, "amount": s(line.amount),
+            }));
+        }
+        Ok(serde_json::json!({
+            "total": s(c.levy.total),
+            "currency": "IDR",
+            "items": items,
+            "trace": {
+                "llt": s(c.llt), "indeks_fungsi": s(c.i_f), "ip_kompleksitas": s(c.ip_k),
+                "ip_permanensi": s(c.ip_p), "ip_ketinggian": s(c.ip_t),
+                "jumlah_parameter": s(c.jumlah), "faktor_kepemilikan": s(c.fm),
+                "it_sebelum_pembulatan": s(c.it_raw), "it": s(c.it),
+                "it_pembulatan": format!("{} desimal, {}", self.it_decimals, self.it_rounding),
+                "ibg": s(c.ibg), "ilo_persen": s(self.ilo_percent), "ilo": s(c.ilo),
+                "shst": s(self.shst), "bangunan_sebelum_pembulatan": s(c.bangunan),
+                "prasarana": prasarana, "pembulatan": self.total_rounding,
+                "pembebasan": c.exempt,
+            },
+        }))
+    }
+
+    fn compute(&self, data: &Json) -> Result<Computed<'_>> {
         let llt = json_decimal(
             data.get("luas_lantai_total")
                 .ok_or_else(|| anyhow!("luas_lantai_total missing"))?,
@@ -303,22 +379,37 @@ impl PbgRules {
         let jumlah = self.bobot_kompleksitas * ip_k
             + self.bobot_permanensi * ip_p
             + self.bobot_ketinggian * ip_t;
-        let it = (i_f * jumlah * fm)
-            .round_dp_with_strategy(self.it_decimals, strategy(&self.it_rounding)?);
+        let it_raw = i_f * jumlah * fm;
+        let it = it_raw.round_dp_with_strategy(self.it_decimals, strategy(&self.it_rounding)?);
         let ilo = self.ilo_percent / Decimal::ONE_HUNDRED;
-        let exempt =
-            i_f.is_zero() || fm.is_zero() || (data.get("mbr").is_some() && self.mbr_exempt);
-        let faktor = if exempt { Decimal::ZERO } else { Decimal::ONE };
+        let exempt = if i_f.is_zero() {
+            Some("bangunan gedung fungsi keagamaan".to_owned())
+        } else if fm.is_zero() {
+            Some("bangunan gedung milik negara".to_owned())
+        } else {
+            match data.get("mbr") {
+                Some(mbr) if self.mbr_exempt => {
+                    Some(format!("rumah MBR ({})", mbr.as_str().unwrap_or_default()))
+                }
+                _ => None,
+            }
+        };
+        let faktor = if exempt.is_some() {
+            Decimal::ZERO
+        } else {
+            Decimal::ONE
+        };
 
         let bangunan = mul(mul(mul(mul(mul(llt, it)?, ibg)?, ilo)?, self.shst)?, faktor)?;
         let mut items = vec![Line {
             code: "bangunan_gedung".to_owned(),
             amount: round_money(bangunan, &self.total_rounding)?,
         }];
+        let mut prasarana = Vec::new();
         if let Some(list) = data.get("prasarana").and_then(Json::as_array) {
             for item in list {
                 let jenis = json_str(item, "jenis")?;
-                let p = self
+                let entry = self
                     .prasarana
                     .get(jenis)
                     .ok_or_else(|| anyhow!("tables.prasarana has no {jenis:?}"))?;
@@ -327,10 +418,19 @@ impl PbgRules {
                         .ok_or_else(|| anyhow!("prasarana volume missing"))?,
                     "volume",
                 )?;
-                let hitung = mul(mul(mul(mul(volume, p.indeks)?, ibg)?, p.harga)?, faktor)?;
+                let hitung = mul(
+                    mul(mul(mul(volume, entry.indeks)?, ibg)?, entry.harga)?,
+                    faktor,
+                )?;
                 items.push(Line {
                     code: format!("prasarana:{jenis}"),
                     amount: round_money(hitung, &self.total_rounding)?,
+                });
+                prasarana.push(PrasaranaLine {
+                    jenis: jenis.to_owned(),
+                    volume,
+                    entry,
+                    hitung,
                 });
             }
         }
@@ -338,8 +438,51 @@ impl PbgRules {
             .iter()
             .try_fold(Decimal::ZERO, |acc, l| acc.checked_add(l.amount))
             .ok_or_else(|| anyhow!("total overflows"))?;
-        Ok(Levy { total, items })
+        Ok(Computed {
+            levy: Levy { total, items },
+            llt,
+            i_f,
+            ip_k,
+            ip_p,
+            ip_t,
+            jumlah,
+            fm,
+            it_raw,
+            it,
+            ibg,
+            ilo,
+            bangunan,
+            exempt,
+            prasarana,
+        })
     }
+}
+
+/// One prasarana line before rounding, for the trace.
+struct PrasaranaLine<'a> {
+    jenis: String,
+    volume: Decimal,
+    entry: &'a Prasarana,
+    hitung: Decimal,
+}
+
+/// The levy and the factors it was computed from.
+struct Computed<'a> {
+    levy: Levy,
+    llt: Decimal,
+    i_f: Decimal,
+    ip_k: Decimal,
+    ip_p: Decimal,
+    ip_t: Decimal,
+    jumlah: Decimal,
+    fm: Decimal,
+    it_raw: Decimal,
+    it: Decimal,
+    ibg: Decimal,
+    ilo: Decimal,
+    bangunan: Decimal,
+    exempt: Option<String>,
+    prasarana: Vec<PrasaranaLine<'a>>,
 }
 
 /// The levy the runtime reported (`total`, `items[].code`, `items[].amount`) in the same shape.

@@ -22,28 +22,68 @@ fn quick_run_prints_every_row_with_a_ratio() {
         .lines()
         .filter(|l| l.starts_with('|') && !l.starts_with("|---") && !l.starts_with("| measurement"))
         .collect();
-    let expected = [
+    let native = "native endpoint";
+    let mut expected: Vec<(String, &str)> = vec![
         (
-            "PBG levy in-process (example B + 2 prasarana), median",
+            "PBG levy in-process (example B + 2 prasarana), median".into(),
             "plain Rust levy",
         ),
         (
-            "PBG levy in-process (example B + 2 prasarana), p99",
+            "PBG levy in-process (example B + 2 prasarana), p99".into(),
             "plain Rust levy",
         ),
-        ("durable decision writes, 1 writer(s)", "SQLite"),
-        ("durable decision writes, 1 writer(s)", "raw write + fsync"),
-        ("durable decision writes, 16 writer(s)", "SQLite"),
-        ("durable decision writes, 16 writer(s)", "raw write + fsync"),
-        ("durable decision writes, 64 writer(s)", "SQLite"),
-        ("durable decision writes, 64 writer(s)", "raw write + fsync"),
     ];
+    for clients in [1, 16, 64] {
+        let what = format!("HTTP levy (example B + 2 prasarana), {clients} client(s)");
+        for figure in ["throughput", "p50 latency", "p99 latency"] {
+            expected.push((format!("{what}, {figure}"), native));
+        }
+    }
+    // --quick generates 20 permit types instead of 1,000, and says so in the row.
+    let big = "20 generated permit types (--quick)";
+    for baseline in ["the same, 3 sample permit types", "target 2 s"] {
+        expected.push((format!("cold start to /health ok, {big}"), baseline));
+    }
+    for baseline in ["the same, 3 sample permit types", "target 300 MB"] {
+        expected.push((format!("RSS after start, {big}"), baseline));
+    }
+    for tree in ["3 sample permit types", big] {
+        for q in ["p50", "p99"] {
+            expected.push((
+                format!("reload, save → /health new release, {tree}, {q}"),
+                "target 150 ms",
+            ));
+        }
+    }
+    for writers in [1, 16, 64] {
+        let what = format!("durable decision writes, {writers} writer(s)");
+        expected.push((what.clone(), "SQLite"));
+        expected.push((what, "raw write + fsync"));
+    }
     assert_eq!(rows.len(), expected.len(), "rows:\n{stdout}");
-    for (row, (what, baseline)) in rows.iter().zip(expected) {
+    for (row, (what, baseline)) in rows.iter().zip(&expected) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
         assert_eq!(cells.len(), 5, "row {row:?}");
         assert_eq!(cells[0], what, "row {row:?}");
+        assert!(!cells[1].is_empty(), "row without a figure: {row:?}");
         assert!(cells[2].starts_with(baseline), "row {row:?}");
+        // Failed requests are counted and shown (how many is a figure, not asserted).
+        if what.contains("HTTP levy") && what.ends_with("throughput") {
+            for cell in [cells[1], cells[3]] {
+                assert!(
+                    cell.contains(" ok, ")
+                        && cell.contains(" non-2xx, ")
+                        && cell.ends_with(" errors)"),
+                    "throughput without its request counts: {row:?}"
+                );
+            }
+        }
+        if what.starts_with("reload") {
+            assert!(
+                cells[1].contains("levy requests failed"),
+                "reload without its failed-request count: {row:?}"
+            );
+        }
         // A ratio is a number followed by ×.
         let ratio = cells[4].split('×').next().unwrap();
         assert!(
