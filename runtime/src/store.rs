@@ -8,6 +8,7 @@ mod check;
 mod files;
 pub mod records;
 mod retention;
+mod schema;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -28,8 +29,7 @@ use records::{
 pub use retention::PrunePlan;
 pub use writer::Op;
 
-/// Schema version of the table layout; bumped with a migration in [`Store::open`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub use schema::SCHEMA_VERSION;
 pub const DB_FILE: &str = "pintu.redb";
 
 // INVARIANT: every table of the database is declared here and documented in docs/storage.md.
@@ -66,10 +66,15 @@ pub enum StoreError {
     InUse { path: PathBuf },
     #[error("cannot open database `{path}`: {message}")]
     Open { path: PathBuf, message: String },
-    #[error(
-        "database schema version {found} is newer than this pintu supports ({SCHEMA_VERSION})"
-    )]
-    NewerSchema { found: u32 },
+    #[error("database schema version {found} is newer than this pintu supports ({supported})")]
+    NewerSchema { found: u32, supported: u32 },
+    /// A step of the schema migration failed or is missing; the database was left as it was.
+    #[error("cannot migrate the database schema from version {from} ({what}): {message}")]
+    Migration {
+        from: u32,
+        what: &'static str,
+        message: String,
+    },
     #[error("storage error: {0}")]
     Storage(String),
     #[error("corrupt record in `{table}`: {message}")]
@@ -317,7 +322,7 @@ impl Store {
         files::refuse_empty_db(&path)?;
         let db = open_db(&path, true)?;
         files::make_private(&path)?;
-        Self::init_schema(&db)?;
+        schema::init(&db)?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             fault: Mutex::new(None),
@@ -329,44 +334,6 @@ impl Store {
             writer,
             path,
         })
-    }
-
-    fn init_schema(db: &Database) -> Result<(), StoreError> {
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta
-                .get(META_SCHEMA)?
-                .map(|v| decode::<u32>("meta", v.value()))
-                .transpose()?;
-            match found {
-                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
-                // Older layouts would be migrated here, one version step at a time.
-                Some(_) => {}
-                None => {
-                    meta.insert(META_SCHEMA, encode(&SCHEMA_VERSION)?.as_slice())?;
-                }
-            }
-            // Create every table up front so readers never meet a missing one.
-            txn.open_table(RELEASES)?;
-            txn.open_table(RELEASE_SOURCES)?;
-            txn.open_table(ACTIVATIONS)?;
-            txn.open_table(RELOADS)?;
-            let decisions = txn.open_table(DECISIONS)?;
-            txn.open_table(DECISIONS_BY_PERMIT)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(AUDIT)?;
-            // Databases written before the size was tracked: count it once.
-            if meta.get(META_DECISION_BYTES)?.is_none() {
-                let mut bytes = 0u64;
-                for entry in decisions.iter()? {
-                    bytes += entry?.1.value().len() as u64;
-                }
-                meta.insert(META_DECISION_BYTES, encode(&bytes)?.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
     }
 
     pub fn path(&self) -> &Path {
