@@ -7,9 +7,10 @@ use std::fmt;
 pub struct Diagnostic {
     /// Path relative to the rules folder, with `/` separators.
     pub file: String,
-    /// 1-based. A problem with a file as a whole is at 1:1 ([`Diagnostic::file`]).
+    /// 1-based. The one convention for a problem with a file as a whole (unreadable, missing a
+    /// required part, a script result of the wrong shape): 1:1, made by [`Diagnostic::file`].
     pub line: usize,
-    /// 1-based; 0 when unknown.
+    /// 1-based; 0 when only the line is known (a script's engine reports no column).
     pub column: usize,
     pub message: String,
     /// For failing fixtures: what the fixture expected and what the rules produced.

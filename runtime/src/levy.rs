@@ -48,7 +48,7 @@ impl Assessment {
 pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError> {
     let bad = |message: String| ScriptError {
         kind: ScriptErrorKind::Runtime,
-        location: Diagnostic::new(file, 0, 0, ""),
+        location: Diagnostic::file(file, ""),
         message,
     };
     let map = value

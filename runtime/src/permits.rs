@@ -98,19 +98,28 @@ impl Permit {
         let file: PermitFile = match toml::from_str(source) {
             Ok(f) => f,
             Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                return Err(vec![Diagnostic::at_offset(
-                    toml_path,
+                return Err(vec![at_span(
+                    &toml_path,
                     source,
-                    offset,
-                    e.message().trim_end().to_owned(),
+                    e.span(),
+                    e.message().trim_end(),
                 )]);
             }
         };
-        let doc: toml_edit::DocumentMut = match source.parse() {
+        // Parsed once with its spans, for the locations of problems; the values are read from
+        // the editable form, which keeps every literal's exact text.
+        let located = match toml_edit::Document::parse(*source) {
             Ok(d) => d,
-            Err(e) => return Err(vec![Diagnostic::file(toml_path, e.to_string())]),
+            Err(e) => {
+                return Err(vec![at_span(
+                    &toml_path,
+                    source,
+                    e.span(),
+                    e.message().trim_end(),
+                )])
+            }
         };
+        let doc = located.clone().into_mut();
 
         let mut params = match doc
             .get("params")
@@ -119,13 +128,25 @@ impl Permit {
             None => Map::new(),
             Some(Ok(p)) => p.try_cast::<Map>().unwrap_or_default(),
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(&toml_path, format!("[params]: {e}")));
+                diags.push(at_span(
+                    &toml_path,
+                    source,
+                    located.get("params").and_then(toml_edit::Item::span),
+                    format!("[params]: {e}"),
+                ));
                 Map::new()
             }
         };
         if params.contains_key("tables") {
-            diags.push(Diagnostic::file(
+            let key = located
+                .get("params")
+                .and_then(toml_edit::Item::as_table_like)
+                .and_then(|t| t.key("tables"))
+                .and_then(toml_edit::Key::span);
+            diags.push(at_span(
                 &toml_path,
+                source,
+                key,
                 "`tables` is reserved in [params]; declare reference tables under [tables.<name>]",
             ));
         }
@@ -136,7 +157,12 @@ impl Permit {
             None => Map::new(),
             Some(Ok(t)) => t.try_cast::<Map>().unwrap_or_default(),
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(&toml_path, format!("[tables]: {e}")));
+                diags.push(at_span(
+                    &toml_path,
+                    source,
+                    located.get("tables").and_then(toml_edit::Item::span),
+                    format!("[tables]: {e}"),
+                ));
                 Map::new()
             }
         };
@@ -176,19 +202,25 @@ impl Permit {
         params.insert("tables".into(), Dynamic::from_map(tables));
 
         let mut fields = Vec::new();
-        for def in file.fields {
-            let def_name = def.name.clone();
-            match Field::compile(def, "") {
+        for (index, def) in file.fields.into_iter().enumerate() {
+            match Field::compile(def, "", &[index]) {
                 Ok(f) => {
                     if fields.iter().any(|g: &Field| g.def.name == f.def.name) {
-                        diags.push(Diagnostic::file(
+                        diags.push(at_span(
                             &toml_path,
+                            source,
+                            field_span(&located, &[index], "name"),
                             format!("field `{}` is declared twice", f.def.name),
                         ));
                     }
                     fields.push(f);
                 }
-                Err(e) => diags.push(locate_field(&toml_path, source, &def_name, e)),
+                Err(e) => diags.push(at_span(
+                    &toml_path,
+                    source,
+                    field_span(&located, &e.at, e.problem.key()),
+                    e.to_string(),
+                )),
             }
         }
         if let Some(doc_field) = &file.documents_field {
@@ -204,10 +236,12 @@ impl Permit {
                             }))
                 });
             if !usable {
-                diags.push(Diagnostic::at_offset(
+                diags.push(at_span(
                     &toml_path,
                     source,
-                    source.find("documents_field").unwrap_or(0),
+                    located
+                        .key("documents_field")
+                        .and_then(toml_edit::Key::span),
                     format!(
                         "documents_field `{doc_field}` must name a declared list of codes \
                          (`items = \"text\"`) or of records with a `kode` field"
@@ -403,19 +437,84 @@ impl Permit {
     }
 }
 
-/// Points a field-declaration problem at the line declaring the field.
-fn locate_field(file: &str, source: &str, name: &str, message: String) -> Diagnostic {
-    let needle = format!("name = \"{name}\"");
-    match source.find(&needle) {
-        Some(offset) => Diagnostic::at_offset(file, source, offset, message),
+/// A problem at `span` of `source` (from the TOML parser), or with the file as a whole (1:1)
+/// when the parser gives no span.
+fn at_span(
+    file: &str,
+    source: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: impl Into<String>,
+) -> Diagnostic {
+    match span {
+        Some(span) => Diagnostic::at_offset(file, source, span.start, message),
         None => Diagnostic::file(file, message),
     }
+}
+
+/// A field declaration: a table of `[[fields]]` or an inline table of `fields = [...]`.
+enum FieldDecl<'a> {
+    Table(&'a toml_edit::Table),
+    Inline(&'a toml_edit::InlineTable),
+}
+
+impl<'a> FieldDecl<'a> {
+    /// Declaration `index` of the `fields` array under `item`.
+    fn nth(item: &'a toml_edit::Item, index: usize) -> Option<Self> {
+        match item {
+            toml_edit::Item::ArrayOfTables(tables) => tables.get(index).map(FieldDecl::Table),
+            toml_edit::Item::Value(toml_edit::Value::Array(array)) => array
+                .get(index)
+                .and_then(toml_edit::Value::as_inline_table)
+                .map(FieldDecl::Inline),
+            _ => None,
+        }
+    }
+
+    fn fields(&self) -> Option<&'a toml_edit::Item> {
+        match self {
+            FieldDecl::Table(t) => t.get("fields"),
+            FieldDecl::Inline(t) => t.get_key_value("fields").map(|(_, item)| item),
+        }
+    }
+
+    /// Where `key` is written in this declaration, else where the declaration starts.
+    fn span_of(&self, key: &str) -> Option<std::ops::Range<usize>> {
+        match self {
+            FieldDecl::Table(t) => t
+                .key(key)
+                .and_then(toml_edit::Key::span)
+                .or_else(|| t.span()),
+            FieldDecl::Inline(t) => t
+                .key(key)
+                .and_then(toml_edit::Key::span)
+                .or_else(|| t.span()),
+        }
+    }
+}
+
+/// Where the declaration of the field at `at` (see [`fields::DeclError::at`]) writes `key`, from
+/// the parser's spans: the text of a name can appear anywhere earlier in the file (a
+/// description, a requirement, another record), its declaration only once.
+fn field_span(
+    doc: &toml_edit::Document<&str>,
+    at: &[usize],
+    key: &str,
+) -> Option<std::ops::Range<usize>> {
+    let (first, rest) = at.split_first()?;
+    let mut decl = FieldDecl::nth(doc.get("fields")?, *first)?;
+    for index in rest {
+        match decl.fields().and_then(|item| FieldDecl::nth(item, *index)) {
+            Some(inner) => decl = inner,
+            None => break,
+        }
+    }
+    decl.span_of(key)
 }
 
 fn script_errors(out: Dynamic, file: &str) -> Result<Vec<FieldError>, ScriptError> {
     let bad = || ScriptError {
         kind: ScriptErrorKind::Runtime,
-        location: Diagnostic::new(file, 0, 0, ""),
+        location: Diagnostic::file(file, ""),
         message: "validate must return an array of `#{ field: \"...\", message: \"...\" }`".into(),
     };
     let items = out.try_cast::<rhai::Array>().ok_or_else(bad)?;
@@ -432,4 +531,112 @@ fn script_errors(out: Dynamic, file: &str) -> Result<Vec<FieldError>, ScriptErro
             Ok(FieldError::new(text("field")?, text("message")?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+
+    /// The diagnostics of loading `permit.toml` = `toml` as permit `uji`.
+    fn problems(toml: &str) -> Vec<String> {
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let files = PermitFiles::from([("permit.toml", toml)]);
+        match Permit::load("uji", &files, &host) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_field_problem_is_at_its_own_declaration_when_its_name_appears_earlier() {
+        let toml = r#"name = "Uji"
+description = 'isi `name = "luas"` dengan luas bangunan'
+[[requirements]]
+code = "luas"
+name = "luas"
+[[fields]]
+name = "nama"
+type = "text"
+[[fields]]
+name = "luas"
+type = "decimal"
+pattern = "(["
+"#;
+        let found = problems(toml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("uji/permit.toml:12:1: field `luas`: invalid pattern"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_problem_in_a_record_is_at_the_record_field() {
+        let toml = r#"name = "Uji"
+[[fields]]
+name = "pemilik"
+type = "list"
+[[fields.fields]]
+name = "nik"
+type = "text"
+[[fields.fields]]
+name = "peran"
+type = "enum"
+"#;
+        assert_eq!(
+            problems(toml),
+            ["uji/permit.toml:10:1: field `pemilik.peran`: an enum needs `values`"]
+        );
+        let inline = "name = \"Uji\"\nfields = [\n  { name = \"a\", type = \"text\" },\n  \
+                      { name = \"b\", type = \"list\", items = \"list\" },\n]\n";
+        assert_eq!(
+            problems(inline),
+            ["uji/permit.toml:4:32: field `b`: lists of lists are not supported"]
+        );
+    }
+
+    #[test]
+    fn a_field_declared_twice_is_at_its_second_declaration() {
+        let toml = "name = \"Uji\"\n[[fields]]\nname = \"a\"\ntype = \"text\"\n\
+                    [[fields]]\nname = \"a\"\ntype = \"date\"\n";
+        assert_eq!(
+            problems(toml),
+            ["uji/permit.toml:6:1: field `a` is declared twice"]
+        );
+    }
+
+    #[test]
+    fn documents_field_is_located_at_its_key_not_at_earlier_text() {
+        let toml = r#"name = "Uji"
+description = "the documents_field names the checklist"
+documents_field = "dokumen"
+[[fields]]
+name = "dokumen"
+type = "text"
+"#;
+        let found = problems(toml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("uji/permit.toml:3:1: documents_field `dokumen`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn whole_file_problems_are_at_1_1() {
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let err = Permit::load("uji", &PermitFiles::new(), &host)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err[0].to_string(),
+            "uji/permit.toml:1:1: permit folder has no permit.toml"
+        );
+        // A missing required key has no span of its own: the file as a whole.
+        assert_eq!(
+            problems("description = \"x\"\n"),
+            ["uji/permit.toml:1:1: missing field `name`"]
+        );
+    }
 }

@@ -123,13 +123,74 @@ pub struct Field {
     item: Option<Box<Field>>,
 }
 
+/// What is wrong with a field's declaration in `permit.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeclProblem {
+    #[error("names use letters, digits and `_` only")]
+    Name,
+    #[error("an enum needs `values`")]
+    EnumWithoutValues,
+    #[error("a list needs either its record's `fields` or the `items` type")]
+    ListShape,
+    #[error("only a list has `fields` or `items`")]
+    NotAList,
+    #[error("lists of lists are not supported")]
+    ListOfLists,
+    #[error("invalid pattern: {0}")]
+    Pattern(String),
+    #[error("is declared twice")]
+    DeclaredTwice,
+}
+
+impl DeclProblem {
+    /// The key of the declaration the problem is about, where the author has to look.
+    pub fn key(&self) -> &'static str {
+        match self {
+            DeclProblem::Name | DeclProblem::DeclaredTwice => "name",
+            DeclProblem::EnumWithoutValues | DeclProblem::ListShape | DeclProblem::NotAList => {
+                "type"
+            }
+            DeclProblem::ListOfLists => "items",
+            DeclProblem::Pattern(_) => "pattern",
+        }
+    }
+}
+
+/// A field declaration that cannot be used, naming the field by its path (`list.column`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclError {
+    /// The dotted path of the field at fault.
+    pub field: String,
+    /// Where that field is declared: its index among the top-level `[[fields]]`, then among the
+    /// `fields` of each record on the way down.
+    pub at: Vec<usize>,
+    pub problem: DeclProblem,
+}
+
+impl std::fmt::Display for DeclError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.problem {
+            DeclProblem::DeclaredTwice => write!(f, "field `{}` is declared twice", self.field),
+            problem => write!(f, "field `{}`: {problem}", self.field),
+        }
+    }
+}
+
+impl std::error::Error for DeclError {}
+
 impl Field {
-    /// Checks the declaration itself; errors name the field path.
-    pub fn compile(def: FieldDef, path: &str) -> Result<Self, String> {
+    /// Checks the declaration itself; errors name the field path. `at` is where `def` is
+    /// declared (see [`DeclError::at`]).
+    pub fn compile(def: FieldDef, path: &str, at: &[usize]) -> Result<Self, DeclError> {
         let here = if path.is_empty() {
             def.name.clone()
         } else {
             format!("{path}.{}", def.name)
+        };
+        let fail = |problem| DeclError {
+            field: here.clone(),
+            at: at.to_vec(),
+            problem,
         };
         if def.name.is_empty()
             || !def
@@ -137,43 +198,48 @@ impl Field {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            return Err(format!(
-                "field `{here}`: names use letters, digits and `_` only"
-            ));
+            return Err(fail(DeclProblem::Name));
         }
         let item_kind = def.items.unwrap_or(def.kind);
         if item_kind == FieldType::Enum && def.values.is_empty() {
-            return Err(format!("field `{here}`: an enum needs `values`"));
+            return Err(fail(DeclProblem::EnumWithoutValues));
         }
         if def.kind == FieldType::List && def.fields.is_empty() == def.items.is_none() {
-            return Err(format!(
-                "field `{here}`: a list needs either its record's `fields` or the `items` type"
-            ));
+            return Err(fail(DeclProblem::ListShape));
         }
         if def.kind != FieldType::List && (!def.fields.is_empty() || def.items.is_some()) {
-            return Err(format!(
-                "field `{here}`: only a list has `fields` or `items`"
-            ));
+            return Err(fail(DeclProblem::NotAList));
         }
         if def.items == Some(FieldType::List) {
-            return Err(format!("field `{here}`: lists of lists are not supported"));
+            return Err(fail(DeclProblem::ListOfLists));
         }
         let pattern = def
             .pattern
             .as_deref()
             .map(|p| Regex::new(&format!("^(?:{p})$")))
             .transpose()
-            .map_err(|e| format!("field `{here}`: invalid pattern: {e}"))?;
+            .map_err(|e| fail(DeclProblem::Pattern(e.to_string())))?;
         let record = def
             .fields
             .iter()
             .cloned()
-            .map(|f| Field::compile(f, &here))
+            .enumerate()
+            .map(|(i, f)| {
+                let mut inner = at.to_vec();
+                inner.push(i);
+                Field::compile(f, &here, &inner)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut seen = std::collections::BTreeSet::new();
-        for f in &record {
+        for (i, f) in record.iter().enumerate() {
             if !seen.insert(f.def.name.clone()) {
-                return Err(format!("field `{here}.{}` is declared twice", f.def.name));
+                let mut inner = at.to_vec();
+                inner.push(i);
+                return Err(DeclError {
+                    field: format!("{here}.{}", f.def.name),
+                    at: inner,
+                    problem: DeclProblem::DeclaredTwice,
+                });
             }
         }
         let item = def.items.map(|kind| {
@@ -391,7 +457,8 @@ mod tests {
         let f: F = toml::from_str(toml_src).unwrap();
         f.fields
             .into_iter()
-            .map(|d| Field::compile(d, "").unwrap())
+            .enumerate()
+            .map(|(i, d)| Field::compile(d, "", &[i]).unwrap())
             .collect()
     }
 
