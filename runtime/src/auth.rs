@@ -9,24 +9,87 @@ use sha2::{Digest, Sha256};
 use crate::store::records::TokenRecord;
 use crate::store::{Op, Store, StoreError};
 
-/// The office's roles (see shared permit-flow notes); `admin` manages releases and tokens.
-pub const ROLES: &[&str] = &[
-    "admin",
-    "front_office",
-    "back_office",
-    "kabid_pelayanan",
-    "tim_teknis",
-    "kepala_dinas",
-];
+/// The roles an office has unless its `pintu.toml` lists its own (`roles`, see
+/// [`crate::config::DEFAULT_ROLES`]); kept under this name for the callers that knew it.
+pub const ROLES: &[&str] = crate::config::DEFAULT_ROLES;
+/// Manages releases and tokens; exists in every office whatever its configuration says.
 pub const ADMIN: &str = "admin";
 /// Where the first admin token is written on first start, inside the data folder.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 const TOKEN_PREFIX: &str = "pintu_";
 
+/// The roles tokens (and later flows) of this office may carry: `roles` of `pintu.toml`, or
+/// [`crate::config::DEFAULT_ROLES`]. [`ADMIN`] is always one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(Vec<String>);
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self(
+            crate::config::DEFAULT_ROLES
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+        )
+    }
+}
+
+/// Why a configured list of roles cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    #[error("role `{0}`: names use lowercase letters, digits and `_` only")]
+    Name(String),
+    #[error("role `{0}` is listed twice")]
+    Twice(String),
+}
+
+impl Roles {
+    /// The office's roles in the order listed, with [`ADMIN`] first if the list leaves it out.
+    pub fn new(names: impl IntoIterator<Item = String>) -> Result<Self, RolesError> {
+        let mut roles = vec![ADMIN.to_owned()];
+        let mut listed_admin = false;
+        for name in names {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(RolesError::Name(name));
+            }
+            if name == ADMIN && !listed_admin {
+                listed_admin = true;
+                continue;
+            }
+            if roles.contains(&name) {
+                return Err(RolesError::Twice(name));
+            }
+            roles.push(name);
+        }
+        Ok(Self(roles))
+    }
+
+    pub fn contains(&self, role: &str) -> bool {
+        self.0.iter().any(|r| r == role)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// A token was asked for with a role the office does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{role}` (expected one of: {known})")]
+pub struct UnknownRole {
+    pub role: String,
+    /// The office's roles, comma-separated.
+    pub known: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("unknown role `{0}` (expected one of: {roles})", roles = ROLES.join(", "))]
-    UnknownRole(String),
+    #[error(transparent)]
+    UnknownRole(UnknownRole),
     #[error("cannot generate a token: {0}")]
     Random(String),
     #[error("cannot write `{path}`: {source}")]
@@ -48,14 +111,19 @@ fn generate() -> Result<String, AuthError> {
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
-/// Creates a token with `role` and returns the secret; only its hash is stored.
+/// Creates a token with `role`, one of the office's `roles`, and returns the secret; only its
+/// hash is stored.
 pub fn create_token(
     store: &Store,
+    roles: &Roles,
     role: &str,
     label: &str,
 ) -> Result<(String, TokenRecord), AuthError> {
-    if !ROLES.contains(&role) {
-        return Err(AuthError::UnknownRole(role.to_owned()));
+    if !roles.contains(role) {
+        return Err(AuthError::UnknownRole(UnknownRole {
+            role: role.to_owned(),
+            known: roles.names().join(", "),
+        }));
     }
     let token = generate()?;
     let hash = hash(&token);
@@ -93,7 +161,13 @@ pub fn ensure_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, A
     if store.tokens()?.iter().any(|t| t.role == ADMIN) {
         return Ok(None);
     }
-    let (token, _) = create_token(store, ADMIN, "first admin, created at start")?;
+    // Every list of roles holds the admin.
+    let (token, _) = create_token(
+        store,
+        &Roles::default(),
+        ADMIN,
+        "first admin, created at start",
+    )?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     write_secret(&path, &token).map_err(|source| AuthError::Write {
         path: path.clone(),
@@ -144,11 +218,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8).unwrap();
         assert!(matches!(
-            create_token(&store, "root", ""),
+            create_token(&store, &Roles::default(), "root", ""),
             Err(AuthError::UnknownRole(_))
         ));
         assert!(lookup(&store, "pintu_nope").unwrap().is_none());
-        let (token, _) = create_token(&store, "front_office", "loket 1").unwrap();
+        let (token, _) =
+            create_token(&store, &Roles::default(), "front_office", "loket 1").unwrap();
         assert_eq!(
             lookup(&store, &token).unwrap().unwrap().role,
             "front_office"
@@ -161,8 +236,9 @@ mod tests {
     fn a_revoked_token_is_unknown_at_once_and_others_keep_working() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8).unwrap();
-        let (kept, _) = create_token(&store, "back_office", "").unwrap();
-        let (gone, record) = create_token(&store, "front_office", "loket 2").unwrap();
+        let (kept, _) = create_token(&store, &Roles::default(), "back_office", "").unwrap();
+        let (gone, record) =
+            create_token(&store, &Roles::default(), "front_office", "loket 2").unwrap();
         let revoked = revoke_token(&store, &record.id).unwrap().unwrap();
         assert_eq!(
             (revoked.role.as_str(), revoked.label.as_str()),
@@ -172,5 +248,60 @@ mod tests {
         assert_eq!(lookup(&store, &kept).unwrap().unwrap().role, "back_office");
         assert!(revoke_token(&store, &record.id).unwrap().is_none());
         assert!(revoke_token(&store, "000000000000").unwrap().is_none());
+    }
+
+    #[test]
+    fn roles_come_from_the_office_and_always_hold_the_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        let office = Roles::new(["loket".to_owned(), "bendahara".to_owned()]).unwrap();
+        assert_eq!(office.names(), ["admin", "loket", "bendahara"]);
+        let (token, _) = create_token(&store, &office, "bendahara", "kas").unwrap();
+        assert_eq!(lookup(&store, &token).unwrap().unwrap().role, "bendahara");
+        // Not in this office's list, though it is a default role.
+        let err = create_token(&store, &office, "front_office", "").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown role `front_office` (expected one of: admin, loket, bendahara)"
+        );
+        assert!(create_token(&store, &office, ADMIN, "").is_ok());
+        // Listing the admin itself is fine; listing a role twice or a bad name is not.
+        let with_admin = Roles::new(["admin".to_owned(), "loket".to_owned()]).unwrap();
+        assert_eq!(with_admin.names(), ["admin", "loket"]);
+        assert_eq!(
+            Roles::new(["loket".to_owned(), "loket".to_owned()]),
+            Err(RolesError::Twice("loket".into()))
+        );
+        assert_eq!(
+            Roles::new(["Kepala Dinas".to_owned()]),
+            Err(RolesError::Name("Kepala Dinas".into()))
+        );
+    }
+
+    #[test]
+    fn the_default_roles_are_todays_list() {
+        assert_eq!(
+            Roles::default().names(),
+            [
+                "admin",
+                "front_office",
+                "back_office",
+                "kabid_pelayanan",
+                "tim_teknis",
+                "kepala_dinas"
+            ]
+        );
+        let err = create_token(
+            &Store::open(tempfile::tempdir().unwrap().path(), 8).unwrap(),
+            &Roles::default(),
+            "root",
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown role `root` (expected one of: admin, front_office, back_office, \
+             kabid_pelayanan, tim_teknis, kepala_dinas)"
+        );
     }
 }

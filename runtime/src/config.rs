@@ -19,6 +19,17 @@ fn default_offset() -> FixedOffset {
         .unwrap_or_else(|| FixedOffset::west_opt(0).unwrap_or(Utc.fix()))
 }
 
+/// The roles an office's tokens (and later its flows) may carry when `pintu.toml` has no
+/// `roles` list. `admin` is always a role, listed or not.
+pub const DEFAULT_ROLES: &[&str] = &[
+    "admin",
+    "front_office",
+    "back_office",
+    "kabid_pelayanan",
+    "tim_teknis",
+    "kepala_dinas",
+];
+
 /// Read from the working directory when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "pintu.toml";
 /// Rules folder served when neither the flag nor `pintu.toml` names one.
@@ -367,6 +378,8 @@ pub struct FileConfig {
     pub bind: Option<SocketAddr>,
     /// `"id"` (default) or `"en"`: see [`Language`].
     pub language: Language,
+    /// The office's roles ([`DEFAULT_ROLES`] when absent); `admin` is added if left out.
+    pub roles: Option<Vec<String>>,
     pub limits: Limits,
     pub retention: Retention,
     pub http: Http,
@@ -385,6 +398,8 @@ pub struct Config {
     pub language: Language,
     /// The office's time zone offset, for the date scripts see.
     pub utc_offset: FixedOffset,
+    /// The roles tokens may carry.
+    pub roles: crate::auth::Roles,
     /// Whether to watch the rules folder for changes (tests and `check` turn it off).
     pub watch: bool,
 }
@@ -408,6 +423,8 @@ pub enum ConfigError {
     Retention { key: &'static str, message: String },
     #[error("invalid [http] {key}: {message}")]
     Http { key: &'static str, message: String },
+    #[error("invalid roles: {0}")]
+    Roles(#[from] crate::auth::RolesError),
 }
 
 fn to_u64(n: usize) -> u64 {
@@ -445,6 +462,10 @@ impl Config {
                     .parse()
                     .map_err(|_| ConfigError::Offset(text.clone()))?,
                 None => default_offset(),
+            },
+            roles: match file_config.roles {
+                Some(names) => crate::auth::Roles::new(names)?,
+                None => crate::auth::Roles::default(),
             },
             limits: file_config.limits,
             retention: file_config.retention,
@@ -496,6 +517,7 @@ mod tests {
         assert_eq!(cfg.http, Http::default());
         assert_eq!(cfg.language, Language::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(cfg.roles, crate::auth::Roles::default());
     }
 
     fn resolve_text(text: &str) -> Result<Config, ConfigError> {
@@ -595,6 +617,23 @@ mod tests {
         std::fs::write(&path, "language = \"jv\"\n").unwrap();
         let err = Config::resolve(Some(&path), None, None, None).unwrap_err();
         assert!(err.to_string().contains("jv"), "{err}");
+    }
+
+    #[test]
+    fn roles_are_read_from_the_file_and_bad_lists_refused() {
+        let cfg = resolve_text("roles = [\"front_office\", \"bendahara\"]\n").unwrap();
+        assert_eq!(cfg.roles.names(), ["admin", "front_office", "bendahara"]);
+        assert_eq!(
+            resolve_text("").unwrap().roles,
+            crate::auth::Roles::default()
+        );
+        let err = resolve_text("roles = [\"kasir\", \"kasir\"]\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid roles: role `kasir` is listed twice"
+        );
+        let err = resolve_text("roles = [\"Kasir\"]\n").unwrap_err();
+        assert!(err.to_string().contains("`Kasir`"), "{err}");
     }
 
     #[test]

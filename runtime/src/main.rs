@@ -77,7 +77,8 @@ enum StoreCommand {
 enum TokenCommand {
     /// Create a token and print it once; only its hash is stored.
     Create {
-        /// One of: admin, front_office, back_office, kabid_pelayanan, tim_teknis, kepala_dinas.
+        /// One of the office's roles (`roles` in pintu.toml); by default admin, front_office,
+        /// back_office, kabid_pelayanan, tim_teknis, kepala_dinas.
         #[arg(long)]
         role: String,
         /// Who or what the token is for.
@@ -86,6 +87,9 @@ enum TokenCommand {
         /// Data folder [default: ./data]
         #[arg(long)]
         data: Option<PathBuf>,
+        /// pintu.toml whose `roles` apply [default: ./pintu.toml if present]
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -107,19 +111,23 @@ fn main() -> ExitCode {
             data,
             bind,
         } => {
-            // A pintu.toml beside the working directory applies without naming it.
-            let config = config.or_else(|| {
-                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
-                default.is_file().then_some(default)
-            });
+            let config = config_or_default(config);
             Config::resolve(config.as_deref(), rules, data, bind)
                 .context("configuration")
                 .and_then(serve)
         }
         Command::Check { dir, config } => check(&dir, config),
         Command::Token {
-            command: TokenCommand::Create { role, label, data },
-        } => token_create(&role, &label, data),
+            command:
+                TokenCommand::Create {
+                    role,
+                    label,
+                    data,
+                    config,
+                },
+        } => Config::resolve(config_or_default(config).as_deref(), None, None, None)
+            .context("configuration")
+            .and_then(|config| token_create(&config.roles, &role, &label, data)),
         Command::Definitions => definitions(),
         Command::Store {
             command: StoreCommand::Check { data },
@@ -198,12 +206,26 @@ fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitC
     })
 }
 
-fn token_create(role: &str, label: &str, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// The config file named, else a pintu.toml beside the working directory, which applies
+/// without naming it.
+fn config_or_default(named: Option<PathBuf>) -> Option<PathBuf> {
+    named.or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+        default.is_file().then_some(default)
+    })
+}
+
+fn token_create(
+    roles: &pintu::auth::Roles,
+    role: &str,
+    label: &str,
+    data: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let data = data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let store = pintu::store::Store::open(&data, 1).context(
         "cannot open the database (while `pintu serve` runs, create tokens with POST /admin/tokens)",
     )?;
-    let (token, record) = pintu::auth::create_token(&store, role, label)?;
+    let (token, record) = pintu::auth::create_token(&store, roles, role, label)?;
     store.write_blocking(vec![pintu::store::Op::Audit(
         pintu::store::records::AuditRecord {
             seq: 0,

@@ -240,3 +240,81 @@ async fn a_revoked_token_stops_at_once_is_audited_and_stays_revoked() {
     assert_eq!(s.get_as("/admin/releases", &token).await.0, 401);
     assert_eq!(s.get_as("/admin/releases", &admin).await.0, 200);
 }
+
+/// An office that lists its own roles: tokens take exactly those (and `admin`), over the API and
+/// from the command line; a default role the office left out is refused like any unknown one.
+#[tokio::test]
+async fn the_office_configuration_lists_the_roles_tokens_may_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let data = dir.path().join("data");
+    pintu_tests::write_uji(&rules, "0.1");
+    let config = dir.path().join("pintu.toml");
+    std::fs::write(&config, "roles = [\"front_office\", \"bendahara\"]\n").unwrap();
+    let config = config.to_str().unwrap();
+
+    // From the command line (before the server holds the database).
+    let create = |role: &str| {
+        pintu_tests::run_pintu(
+            &[
+                "token",
+                "create",
+                "--role",
+                role,
+                "--data",
+                data.to_str().unwrap(),
+                "--config",
+                config,
+            ],
+            dir.path(),
+        )
+    };
+    let (code, token, err) = create("bendahara");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = create("tim_teknis");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown role `tim_teknis` (expected one of: admin, front_office, bendahara)"),
+        "{err}"
+    );
+
+    let s = Server::start(&rules, &data, &["--config", config]);
+    // The server knows the command-line token and its role: an admin route is forbidden to
+    // it (403), not refused as an unknown token (401).
+    let (status, v) = s.get_as("/admin/releases", token.trim()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    let (status, v) = s
+        .admin_post(
+            "/admin/tokens",
+            json!({"role": "bendahara", "label": "kas"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["role"].as_str()),
+        (200, Some("bendahara")),
+        "{v}"
+    );
+    let (status, v) = s
+        .admin_post("/admin/tokens", json!({"role": "back_office"}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_body")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown role `back_office`"),
+        "{v}"
+    );
+    let (status, v) = s
+        .admin_post("/admin/tokens", json!({"role": "admin"}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+}

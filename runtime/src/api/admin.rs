@@ -196,8 +196,11 @@ async fn create_token(
     Body(req): Body<NewToken>,
 ) -> Result<Json<Json_>, AppError> {
     let (role, label) = (req.role, req.label);
-    let (token, record) =
-        blocking(&app, move |store| auth::create_token(store, &role, &label)).await?;
+    let roles = app.config.roles.clone();
+    let (token, record) = blocking(&app, move |store| {
+        auth::create_token(store, &roles, &role, &label)
+    })
+    .await?;
     app.audit(
         &actor(&admin),
         "create_token",
