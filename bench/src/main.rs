@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use pintu::app::{run, Evaluation, Kind};
 use pintu::config::{Language, Limits};
 use pintu::release::{build, SourceTree};
+use pintu::services::evaluator::{run, Evaluation, Kind};
 use serde_json::{json, Value as Json};
 
 struct Args {
@@ -130,8 +130,8 @@ fn levy_rows(args: &Args) -> Result<Vec<Row>> {
 
     let script_levy = || -> Result<Json> {
         match run(&release, "pbg", Kind::Levy, &data, Language::default())? {
-            Evaluation::Valid { output } => Ok(output),
-            Evaluation::Invalid { errors, .. } => bail!("case B is invalid: {errors}"),
+            Evaluation::Invalid { errors, .. } => bail!("case B is invalid: {errors:?}"),
+            answer => Ok(serde_json::to_value(answer)?),
         }
     };
     // Both must compute the same levy, or the comparison means nothing.

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pintu::app::{run, Kind};
 use pintu::config::{Language, Limits};
 use pintu::release::{build, SourceTree};
+use pintu::services::evaluator::{run, Kind};
 use serde_json::json;
 
 fn rules() -> SourceTree {

@@ -16,11 +16,12 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value as Json_};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json_;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::app::{App, Evaluation, Kind};
+use crate::app::{App, Health};
+use crate::services::evaluator::{EvalError, Evaluation, Kind};
 pub use error::AppError;
 use extract::{Body, Path};
 
@@ -39,16 +40,15 @@ fn public_routes() -> Vec<Route> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.config.limits.max_body_bytes;
+    let limit = app.config().limits.max_body_bytes;
+    let body_timeout = app.config().http.body_read_timeout();
     routes::mount(Router::new())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         // A client that stops sending its body mid-way gets a 408 instead of holding the
         // handler (and its connection) open.
-        .layer(RequestBodyTimeoutLayer::new(
-            app.config.http.body_read_timeout(),
-        ))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn_with_state(app.clone(), record_request))
         .with_state(app)
 }
@@ -62,7 +62,7 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
     let method = crate::metrics::method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
-    app.metrics.request(
+    app.metrics().request(
         &route,
         method,
         response.status().as_u16(),
@@ -71,74 +71,133 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
     response
 }
 
+/// `/health`'s body; the fields keep the order they have always had on the wire.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum HealthAnswer<'a> {
+    Degraded {
+        status: &'static str,
+        release: &'a str,
+        reason: &'a str,
+    },
+    Other {
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        release: Option<&'a str>,
+    },
+}
+
 async fn health(State(app): State<Arc<App>>) -> Response {
-    if let Some(reason) = app.store.fault() {
+    let health = app.health();
+    let (status, answer) = match &health {
         // Serving rules without being able to record decisions is not serving: every
         // evaluation would fail, so a load balancer must look elsewhere.
-        return (
+        Health::StorageUnavailable { reason, release } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "reason": format!("storage: {reason}"),
-                "release": app.current().map(|r| r.id.clone()),
-            })),
-        )
-            .into_response();
-    }
-    match app.current() {
+            HealthAnswer::Other {
+                status: "unavailable",
+                reason: Some(format!("storage: {reason}")),
+                release: release.as_deref(),
+            },
+        ),
         // Serving, but not what the rules folder holds: still 200, and the reason.
-        Some(r) => match app.folder_problem() {
-            Some(reason) => {
-                Json(json!({ "status": "degraded", "release": r.id, "reason": reason.as_str() }))
-                    .into_response()
-            }
-            None => Json(json!({ "status": "ok", "release": r.id })).into_response(),
-        },
-        None => (
+        Health::Degraded { release, reason } => (
+            StatusCode::OK,
+            HealthAnswer::Degraded {
+                status: "degraded",
+                release,
+                reason,
+            },
+        ),
+        Health::Ok { release } => (
+            StatusCode::OK,
+            HealthAnswer::Other {
+                status: "ok",
+                reason: None,
+                release: Some(release),
+            },
+        ),
+        Health::NoRelease => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "release": null })),
-        )
-            .into_response(),
-    }
+            HealthAnswer::Other {
+                status: "unavailable",
+                reason: None,
+                release: None,
+            },
+        ),
+    };
+    (status, Json(answer)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        app.metrics.render(app.store.commits()),
+        app.render_metrics(),
     )
         .into_response()
 }
 
 fn release(app: &App) -> Result<Arc<crate::release::Release>, AppError> {
-    app.current()
-        .ok_or(AppError::Eval(crate::app::EvalError::NoRelease))
+    app.releases()
+        .current()
+        .ok_or(AppError::Eval(EvalError::NoRelease))
 }
 
-async fn list_permits(State(app): State<Arc<App>>) -> Result<Json<Json_>, AppError> {
+/// One row of `/v1/permits`.
+#[derive(Serialize)]
+struct PermitRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    has_levy: bool,
+}
+
+#[derive(Serialize)]
+struct PermitList<'a> {
+    permits: Vec<PermitRow<'a>>,
+    release: &'a str,
+}
+
+async fn list_permits(State(app): State<Arc<App>>) -> Result<Response, AppError> {
     let r = release(&app)?;
-    let permits: Vec<Json_> = r
+    let permits = r
         .permits
         .values()
-        .map(|p| json!({ "id": p.id, "name": p.name, "has_levy": p.levy.is_some() }))
+        .map(|p| PermitRow {
+            id: &p.id,
+            name: &p.name,
+            has_levy: p.levy.is_some(),
+        })
         .collect();
-    Ok(Json(json!({ "permits": permits, "release": r.id })))
+    Ok(Json(PermitList {
+        permits,
+        release: &r.id,
+    })
+    .into_response())
+}
+
+/// `/v1/permits/{id}`: the permit's description and the release it belongs to.
+#[derive(Serialize)]
+struct PermitAnswer<'a> {
+    #[serde(flatten)]
+    permit: Json_,
+    release: &'a str,
 }
 
 async fn show_permit(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Response, AppError> {
     let r = release(&app)?;
     let permit = r
         .permits
         .get(&id)
-        .ok_or_else(|| AppError::Eval(crate::app::EvalError::UnknownPermit(id.clone())))?;
-    let mut out = permit.describe();
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert("release".into(), Json_::String(r.id.clone()));
-    }
-    Ok(Json(out))
+        .ok_or_else(|| AppError::Eval(EvalError::UnknownPermit(id.clone())))?;
+    Ok(Json(PermitAnswer {
+        permit: permit.describe(),
+        release: &r.id,
+    })
+    .into_response())
 }
 
 /// `{"data": {...}}`; anything else in the body is a mistake worth naming.
@@ -152,7 +211,7 @@ async fn validate(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Body(req): Body<EvalRequest>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<Evaluation>, AppError> {
     evaluate(&app, &id, Kind::Validate, req.data).await
 }
 
@@ -160,18 +219,23 @@ async fn levy(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Body(req): Body<EvalRequest>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<Evaluation>, AppError> {
     evaluate(&app, &id, Kind::Levy, req.data).await
 }
 
-async fn evaluate(app: &App, id: &str, kind: Kind, data: Json_) -> Result<Json<Json_>, AppError> {
-    match app.evaluate(id, kind, data).await? {
-        Evaluation::Valid { output } => Ok(Json(output)),
+async fn evaluate(
+    app: &App,
+    id: &str,
+    kind: Kind,
+    data: Json_,
+) -> Result<Json<Evaluation>, AppError> {
+    match app.evaluator().evaluate(id, kind, data).await? {
         Evaluation::Invalid { errors, release } => Err(AppError::InvalidData {
             errors,
             release,
-            language: app.config.language,
+            language: app.config().language,
         }),
+        answer => Ok(Json(answer)),
     }
 }
 
@@ -179,13 +243,13 @@ async fn evaluate(app: &App, id: &str, kind: Kind, data: Json_) -> Result<Json<J
 /// closes the database.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
-    let watcher = if app.config.watch {
+    let watcher = if app.config().watch {
         match crate::watch::start(app.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(
                     "cannot watch {}: {e}; reload with POST /admin/reload",
-                    app.config.rules_dir.display()
+                    app.config().rules_dir.display()
                 );
                 None
             }
@@ -195,10 +259,10 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     };
     let shutdown = shutdown_signal();
     tracing::info!("listening on http://{addr}");
-    server::run(listener, router(app.clone()), &app.config.http, shutdown).await;
+    server::run(listener, router(app.clone()), &app.config().http, shutdown).await;
     drop(watcher);
     tracing::info!("shutting down: flushing the store");
-    app.store.close();
+    app.close();
     Ok(())
 }
 

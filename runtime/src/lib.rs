@@ -2,7 +2,9 @@
 //!
 //! The map of the crate, in the order a request meets it:
 //! - [`api`] — axum routes, auth, size limits, the one error type of the HTTP surface;
-//! - [`app`] — the running service: active release, reloads, evaluation, recording;
+//! - [`app`] — the composition root: wires the services over one store and one configuration;
+//! - [`services`] — one job each: releases (reloads, activation, pin, fallback), evaluation,
+//!   the decision and audit recorder, tokens;
 //! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
 //! - [`watch`] — file events → candidate releases;
 //! - [`permits`], [`levy`] — the domain: forms, checks, levy line items;
@@ -20,5 +22,6 @@ pub mod metrics;
 pub mod permits;
 pub mod release;
 pub mod scripts;
+pub mod services;
 pub mod store;
 pub mod watch;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR};
 use pintu::release::{self, SourceTree};
+use pintu::services::recorder::{audit_op, Actor, AuditAction};
 
 #[derive(Parser)]
 #[command(
@@ -226,14 +227,10 @@ fn token_create(
         "cannot open the database (while `pintu serve` runs, create tokens with POST /admin/tokens)",
     )?;
     let (token, record) = pintu::auth::create_token(&store, roles, role, label)?;
-    store.write_blocking(vec![pintu::store::Op::Audit(
-        pintu::store::records::AuditRecord {
-            seq: 0,
-            at: chrono::Utc::now(),
-            actor: "cli".into(),
-            action: "create_token".into(),
-            detail: serde_json::json!({ "id": record.id, "role": record.role, "label": record.label }),
-        },
+    store.write_blocking(vec![audit_op(
+        &Actor::Cli,
+        AuditAction::CreateToken,
+        serde_json::json!({ "id": record.id, "role": record.role, "label": record.label }),
     )])?;
     store.close();
     eprintln!(

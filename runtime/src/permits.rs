@@ -3,6 +3,7 @@
 pub mod fields;
 pub mod fixtures;
 pub mod messages;
+pub mod pipeline;
 
 use std::collections::BTreeMap;
 

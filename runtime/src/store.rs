@@ -84,6 +84,9 @@ pub enum StoreError {
     },
     #[error("the store is shut down")]
     Closed,
+    /// A blocking storage task ended without an answer (it panicked or the runtime shut down).
+    #[error("a storage task ended abnormally: {0}")]
+    Task(#[source] tokio::task::JoinError),
     /// The database cannot take writes (disk full, I/O error) or is being reopened after one.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -361,6 +364,22 @@ impl Store {
             .submit(ops)?
             .blocking_recv()
             .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` with this store on the blocking pool: a read of a large page, a lookup per
+    /// request or a durable write must not hold an async worker.
+    pub async fn blocking<T, E>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| E::from(StoreError::Task(e)))?
     }
 
     /// Runs one bounded retention step; returns how many records it removed.

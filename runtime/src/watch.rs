@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::release::source::is_ignored;
+use crate::services::releases::Trigger;
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct Watcher {
@@ -47,17 +48,17 @@ fn is_content_change(event: &notify::Event) -> bool {
 
 pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let rules_dir = app.config.rules_dir.clone();
+    let rules_dir = app.config().rules_dir.clone();
     let counter = app.clone();
     let mut debouncer = new_debouncer(
-        app.config.limits.reload_debounce(),
+        app.config().limits.reload_debounce(),
         None,
         move |result: DebounceEventResult| match result {
             Ok(events) => {
                 let (changes, ignored): (Vec<_>, Vec<_>) =
                     events.iter().partition(|e| is_content_change(e));
-                counter.metrics.rules_events(false, ignored.len());
-                counter.metrics.rules_events(true, changes.len());
+                counter.metrics().rules_events(false, ignored.len());
+                counter.metrics().rules_events(true, changes.len());
                 let relevant = changes.iter().any(|e| {
                     e.paths.iter().any(|p| {
                         !p.file_name()
@@ -81,9 +82,15 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
         while rx.recv().await.is_some() {
             // A burst of events needs one build of the final state.
             while rx.try_recv().is_ok() {}
-            match app.reload_from_folder("watch", false).await {
-                Ok(o) if o.unchanged => {}
-                Ok(o) if o.accepted => tracing::info!("reloaded: now serving {}", o.release),
+            match app
+                .releases()
+                .reload_from_folder(Trigger::Watch, false)
+                .await
+            {
+                Ok(o) if o.unchanged() => {}
+                Ok(o) if o.accepted() => {
+                    tracing::info!("reloaded: now serving {}", o.release().unwrap_or_default())
+                }
                 Ok(o) => tracing::warn!(
                     "change rejected; still serving {}",
                     o.active.as_deref().unwrap_or("nothing")

@@ -14,7 +14,8 @@ use super::extract::{Admin, Body, Path};
 use super::routes::{Access, Route};
 use crate::app::App;
 use crate::auth;
-use crate::store::{Store, StoreError};
+use crate::services::recorder::{Actor, AuditAction};
+use crate::services::releases::{ReloadOutcome, Trigger};
 
 /// Default and largest page of list endpoints.
 const DEFAULT_LIMIT: usize = 50;
@@ -65,21 +66,8 @@ fn page(
         .map_err(|e| AppError::BadRequest(e.body_text()))
 }
 
-fn actor(admin: &Admin) -> String {
-    format!("token:{}", admin.0.id)
-}
-
-/// Runs store work on the blocking pool: a large page or a durable write must not hold an async
-/// worker.
-async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
-    app: &Arc<App>,
-    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
-) -> Result<T, AppError> {
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || work(&store))
-        .await
-        .map_err(|e| AppError::Store(StoreError::Storage(format!("store task failed: {e}"))))?
-        .map_err(Into::into)
+fn actor(admin: &Admin) -> Actor {
+    Actor::Token(admin.0.id.clone())
 }
 
 /// Releases (all kept ones: retention bounds them, newest first, at most `limit`) and the
@@ -91,13 +79,8 @@ async fn releases(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let active = app.current().map(|r| r.id.clone());
-    let (releases, activations) = blocking(&app, move |store| {
-        let mut releases = store.releases()?;
-        releases.truncate(limit);
-        Ok::<_, StoreError>((releases, store.activations(limit, p.before)?))
-    })
-    .await?;
+    let active = app.releases().current().map(|r| r.id.clone());
+    let (releases, activations) = app.releases().list(limit, p.before).await?;
     Ok(Json(json!({
         "active": active,
         "releases": releases,
@@ -113,44 +96,58 @@ async fn reloads(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = blocking(&app, move |store| store.reloads(limit, p.before)).await?;
+    let page = app.releases().reloads(limit, p.before).await?;
     Ok(Json(
         json!({ "reloads": page.items, "next_before": page.next_before }),
     ))
 }
 
-async fn reload(State(app): State<Arc<App>>, admin: Admin) -> Result<Json<Json_>, AppError> {
-    let outcome = app.reload_from_folder(&actor(&admin), true).await?;
-    app.audit(
-        &actor(&admin),
-        "reload",
-        json!({ "release": outcome.release, "accepted": outcome.accepted }),
-    )
-    .await?;
-    if !outcome.accepted {
-        return Err(AppError::rejected(&outcome));
+async fn reload(
+    State(app): State<Arc<App>>,
+    admin: Admin,
+) -> Result<Json<ReloadOutcome>, AppError> {
+    let outcome = app
+        .releases()
+        .reload_from_folder(Trigger::Admin(actor(&admin)), true)
+        .await?;
+    app.recorder()
+        .audit(
+            &actor(&admin),
+            AuditAction::Reload,
+            json!({ "release": outcome.release().unwrap_or_default(), "accepted": outcome.accepted() }),
+        )
+        .await?;
+    if !outcome.accepted() {
+        return Err(AppError::rejected(outcome));
     }
-    Ok(Json(serde_json::to_value(&outcome).unwrap_or(Json_::Null)))
+    Ok(Json(outcome))
 }
 
 async fn activate(
     State(app): State<Arc<App>>,
     admin: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<ReloadOutcome>, AppError> {
     let outcome = app
-        .activate_stored(&id, &actor(&admin), "reactivated by an admin", true)
+        .releases()
+        .activate_stored(
+            &id,
+            Trigger::Admin(actor(&admin)),
+            "reactivated by an admin",
+            true,
+        )
         .await?;
-    app.audit(
-        &actor(&admin),
-        "activate",
-        json!({ "release": id, "accepted": outcome.accepted }),
-    )
-    .await?;
-    if !outcome.accepted {
-        return Err(AppError::rejected(&outcome));
+    app.recorder()
+        .audit(
+            &actor(&admin),
+            AuditAction::Activate,
+            json!({ "release": id, "accepted": outcome.accepted() }),
+        )
+        .await?;
+    if !outcome.accepted() {
+        return Err(AppError::rejected(outcome));
     }
-    Ok(Json(serde_json::to_value(&outcome).unwrap_or(Json_::Null)))
+    Ok(Json(outcome))
 }
 
 async fn decisions(
@@ -160,10 +157,7 @@ async fn decisions(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = blocking(&app, move |store| {
-        store.decisions(p.permit.as_deref(), limit, p.before)
-    })
-    .await?;
+    let page = app.recorder().decisions(p.permit, limit, p.before).await?;
     Ok(Json(
         json!({ "decisions": page.items, "next_before": page.next_before }),
     ))
@@ -176,7 +170,7 @@ async fn audit(
 ) -> Result<Json<Json_>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
-    let page = blocking(&app, move |store| store.audit(limit, p.before)).await?;
+    let page = app.recorder().audit_log(limit, p.before).await?;
     Ok(Json(
         json!({ "audit": page.items, "next_before": page.next_before }),
     ))
@@ -195,18 +189,14 @@ async fn create_token(
     admin: Admin,
     Body(req): Body<NewToken>,
 ) -> Result<Json<Json_>, AppError> {
-    let (role, label) = (req.role, req.label);
-    let roles = app.config.roles.clone();
-    let (token, record) = blocking(&app, move |store| {
-        auth::create_token(store, &roles, &role, &label)
-    })
-    .await?;
-    app.audit(
-        &actor(&admin),
-        "create_token",
-        json!({ "id": record.id, "role": record.role, "label": record.label }),
-    )
-    .await?;
+    let (token, record) = app.tokens().create(req.role, req.label).await?;
+    app.recorder()
+        .audit(
+            &actor(&admin),
+            AuditAction::CreateToken,
+            json!({ "id": record.id, "role": record.role, "label": record.label }),
+        )
+        .await?;
     Ok(Json(
         json!({ "token": token, "id": record.id, "role": record.role }),
     ))
@@ -218,14 +208,17 @@ async fn revoke_token(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let target = id.clone();
-    let revoked = blocking(&app, move |store| auth::revoke_token(store, &target)).await?;
-    let record = revoked.ok_or(AppError::UnknownToken(id))?;
-    app.audit(
-        &actor(&admin),
-        "revoke_token",
-        json!({ "id": record.id, "role": record.role, "label": record.label }),
-    )
-    .await?;
+    let record = app
+        .tokens()
+        .revoke(&id)
+        .await?
+        .ok_or(AppError::UnknownToken(id))?;
+    app.recorder()
+        .audit(
+            &actor(&admin),
+            AuditAction::RevokeToken,
+            json!({ "id": record.id, "role": record.role, "label": record.label }),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,12 +3,15 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value as Json};
+use serde::Serialize;
 
-use crate::app::{first_problem, EvalError, ReleaseError};
 use crate::auth::AuthError;
 use crate::config::Language;
+use crate::diagnostic::Diagnostic;
+use crate::permits::fields::FieldError;
 use crate::scripts::ScriptErrorKind;
+use crate::services::evaluator::EvalError;
+use crate::services::releases::{first_problem, ReleaseError, ReloadOutcome};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +45,7 @@ pub enum AppError {
         Language::En => "data is invalid",
     })]
     InvalidData {
-        errors: Json,
+        errors: Vec<FieldError>,
         release: String,
         /// The language of the message (the `errors` are already in it).
         language: Language,
@@ -51,7 +54,7 @@ pub enum AppError {
     Rejected {
         release: String,
         summary: String,
-        diagnostics: Json,
+        diagnostics: Vec<Diagnostic>,
     },
     #[error(transparent)]
     Eval(#[from] EvalError),
@@ -59,17 +62,8 @@ pub enum AppError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<AuthError> for AppError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            // The role named in the request body does not exist.
-            AuthError::UnknownRole(_) => Self::InvalidBody(e.to_string()),
-            AuthError::Store(e) => Self::Store(e),
-            other => Self::Store(StoreError::Storage(other.to_string())),
-        }
-    }
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl AppError {
@@ -104,25 +98,53 @@ impl AppError {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }
                 EvalError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-                EvalError::Store(_) | EvalError::Interrupted => {
+                EvalError::Store(_) | EvalError::Interrupted | EvalError::Encode(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
             Self::Release(ReleaseError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_release"),
-            Self::Store(s) | Self::Release(ReleaseError::Store(s)) if s.is_unavailable() => {
+            // The role named in the request body does not exist.
+            Self::Auth(AuthError::UnknownRole(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+            }
+            Self::Store(s)
+            | Self::Release(ReleaseError::Store(s))
+            | Self::Auth(AuthError::Store(s))
+                if s.is_unavailable() =>
+            {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
-            Self::Release(_) | Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Release(_) | Self::Store(_) | Self::Auth(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 
-    pub fn rejected(outcome: &crate::app::ReloadOutcome) -> Self {
+    pub fn rejected(outcome: ReloadOutcome) -> Self {
         Self::Rejected {
-            release: outcome.release.clone(),
+            release: outcome.release().unwrap_or_default().to_owned(),
             summary: first_problem(&outcome.report.diagnostics),
-            diagnostics: serde_json::to_value(&outcome.report.diagnostics).unwrap_or(Json::Null),
+            diagnostics: outcome.report.diagnostics,
         }
     }
+}
+
+/// `{"error": {"code", "message", ...}}`, plus what the client needs to fix its request.
+#[derive(Serialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostics: Option<Vec<Diagnostic>>,
 }
 
 impl IntoResponse for AppError {
@@ -143,22 +165,25 @@ impl IntoResponse for AppError {
                 None
             }
         };
-        let mut body = serde_json::Map::new();
-        body.insert("code".into(), json!(code));
-        body.insert("message".into(), json!(self.to_string()));
+        let message = self.to_string();
+        let mut body = ErrorBody {
+            code,
+            message,
+            errors: None,
+            release: None,
+            diagnostics: None,
+        };
         match self {
             Self::InvalidData {
                 errors, release, ..
             } => {
-                body.insert("errors".into(), errors);
-                body.insert("release".into(), Json::String(release));
+                body.errors = Some(errors);
+                body.release = Some(release);
             }
-            Self::Rejected { diagnostics, .. } => {
-                body.insert("diagnostics".into(), diagnostics);
-            }
+            Self::Rejected { diagnostics, .. } => body.diagnostics = Some(diagnostics),
             _ => {}
         }
-        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        let mut response = (status, axum::Json(ErrorAnswer { error: body })).into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

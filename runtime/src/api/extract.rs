@@ -29,10 +29,10 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
         }
         let bytes = Bytes::from_request(req, app)
             .await
-            .map_err(|r| bytes_rejection(r, app.config.limits.max_body_bytes))?;
+            .map_err(|r| bytes_rejection(r, app.config().limits.max_body_bytes))?;
         // Depth before parsing: serde_json recurses once per level and stops at its own limit
         // with a parser error that does not say what the limit is.
-        let limit = app.config.limits.max_json_depth;
+        let limit = app.config().limits.max_json_depth;
         if json_depth_exceeds(&bytes, limit) {
             return Err(AppError::BodyTooDeep(limit));
         }
@@ -148,7 +148,11 @@ impl FromRequestParts<Arc<App>> for Admin {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(AppError::Unauthenticated)?;
-        let record = auth::lookup(&app.store, token)?.ok_or(AppError::BadToken)?;
+        let record = app
+            .tokens()
+            .lookup(token)
+            .await?
+            .ok_or(AppError::BadToken)?;
         if record.role != auth::ADMIN {
             return Err(AppError::Forbidden(auth::ADMIN));
         }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 
+use super::pipeline;
 use super::Permit;
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
@@ -114,13 +115,16 @@ fn run_at(
         message: format!("{} (while running fixture {file})", e.message),
         ..e.location
     };
-    let checked = permit
-        // Fixtures assert field names only; messages are in the default language.
-        .check(host, &fixture.data, &params, Language::default())
+    // Fixtures assert field names only; messages are in the default language.
+    let checked = pipeline::check(permit, host, &fixture.data, &params, Language::default())
         .map_err(in_fixture)?;
-    let valid = checked.errors.is_empty();
-    let error_fields: BTreeSet<String> = checked.errors.iter().map(|e| e.field.clone()).collect();
-    let errors_json = || serde_json::to_value(&checked.errors).unwrap_or(Json::Null);
+    let (errors, valid_data) = match checked {
+        Err(errors) => (errors, None),
+        Ok(valid) => (Vec::new(), Some(valid)),
+    };
+    let valid = errors.is_empty();
+    let error_fields: BTreeSet<String> = errors.iter().map(|e| e.field.clone()).collect();
+    let errors_json = || pipeline::errors_json(&errors);
     if let Some(expected) = fixture.expect.valid {
         if expected != valid {
             return Err(fail(
@@ -139,7 +143,7 @@ fn run_at(
                     expected.iter().cloned().collect::<Vec<_>>().join(", "),
                     error_fields.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
-                serde_json::to_value(&expected).unwrap_or(Json::Null),
+                Json::Array(expected.iter().cloned().map(Json::String).collect()),
                 errors_json(),
             ));
         }
@@ -155,9 +159,10 @@ fn run_at(
         }
         return Ok(());
     }
-    let assessment = permit
-        .assess(host, checked.data, &params)
-        .map_err(in_fixture)?;
+    let assessment = match valid_data {
+        Some(valid) => valid.assess().map_err(in_fixture)?,
+        None => None,
+    };
     let Some(assessment) = assessment else {
         if wants_levy {
             return Err(Diagnostic::file(
@@ -192,7 +197,12 @@ fn run_at(
                     wanted.join(", "),
                     codes.join(", ")
                 ),
-                serde_json::to_value(&wanted).unwrap_or(Json::Null),
+                Json::Array(
+                    wanted
+                        .iter()
+                        .map(|c| Json::String((*c).to_owned()))
+                        .collect(),
+                ),
                 assessment.to_json(),
             ));
         }

@@ -1,0 +1,108 @@
+//! The one evaluation pipeline: the runtime's field checks, then `validate.rhai`, then for a
+//! levy `levy.rhai`. The evaluator service runs it for requests and every fixture runs it while
+//! a candidate is tested, so what a fixture proves is what a request gets.
+
+use rhai::Map;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::fields::FieldError;
+use super::Permit;
+use crate::config::Language;
+use crate::levy::Assessment;
+use crate::scripts::{ScriptError, ScriptHost};
+
+/// What a request may evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Validate,
+    Levy,
+}
+
+impl Kind {
+    /// The name in routes, decision records and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Validate => "validate",
+            Kind::Levy => "levy",
+        }
+    }
+}
+
+/// What the rules said about one application's data.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The data fails a field check or `validate.rhai`; nothing was assessed.
+    Invalid(Vec<FieldError>),
+    /// The data is valid. `assessment` is `Some` when a levy was asked for and the permit has
+    /// one.
+    Valid { assessment: Option<Assessment> },
+}
+
+/// Runs the pipeline for `kind` on `data` with `params` (the permit's own, or a fixture's
+/// overrides of them). Runtime messages are in `language`.
+pub fn evaluate(
+    permit: &Permit,
+    host: &ScriptHost,
+    data: &Json,
+    params: &Map,
+    kind: Kind,
+    language: Language,
+) -> Result<Outcome, ScriptError> {
+    let valid = match check(permit, host, data, params, language)? {
+        Ok(valid) => valid,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let assessment = match kind {
+        Kind::Validate => None,
+        Kind::Levy => valid.assess()?,
+    };
+    Ok(Outcome::Valid { assessment })
+}
+
+/// The first stage alone: field checks and `validate.rhai`. Valid data comes back ready to be
+/// assessed, invalid data as its errors.
+pub fn check<'a>(
+    permit: &'a Permit,
+    host: &'a ScriptHost,
+    data: &Json,
+    params: &'a Map,
+    language: Language,
+) -> Result<Result<Valid<'a>, Vec<FieldError>>, ScriptError> {
+    let checked = permit.check(host, data, params, language)?;
+    if !checked.errors.is_empty() {
+        return Ok(Err(checked.errors));
+    }
+    Ok(Ok(Valid {
+        permit,
+        host,
+        params,
+        data: checked.data,
+    }))
+}
+
+/// Data that passed every check, with what assessing it needs.
+pub struct Valid<'a> {
+    permit: &'a Permit,
+    host: &'a ScriptHost,
+    params: &'a Map,
+    data: Map,
+}
+
+impl Valid<'_> {
+    /// Runs `levy.rhai`; `None` when the permit has no levy.
+    pub fn assess(self) -> Result<Option<Assessment>, ScriptError> {
+        self.permit.assess(self.host, self.data, self.params)
+    }
+}
+
+/// Field errors as the API shows them, `[{"field": .., "message": ..}]`.
+pub fn errors_json(errors: &[FieldError]) -> Json {
+    Json::Array(
+        errors
+            .iter()
+            .map(|e| serde_json::json!({ "field": e.field, "message": e.message }))
+            .collect(),
+    )
+}

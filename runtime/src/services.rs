@@ -1,0 +1,14 @@
+//! The services the HTTP surface, the file watcher and the command line call, one job each:
+//! - [`releases`] — which release serves, building and activating candidates, the pin, the
+//!   reload lock and the start-up fallback;
+//! - [`evaluator`] — one evaluation of a request against the active release, recorded;
+//! - [`recorder`] — the decision and audit logs, and their retention;
+//! - [`tokens`] — API tokens.
+//!
+//! Services reach storage only through [`crate::store::Store`], and run its blocking work on
+//! the blocking pool; [`crate::app::App`] wires them together.
+
+pub mod evaluator;
+pub mod recorder;
+pub mod releases;
+pub mod tokens;

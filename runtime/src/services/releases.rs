@@ -1,0 +1,690 @@
+//! The release manager: which release serves, and how candidates become it. Builds run one at a
+//! time under the reload lock, which also remembers the folder's last failure; an admin's pin
+//! keeps a reactivated release while the folder stays as it was; at start-up a folder that does
+//! not build falls back to the last good release in the store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use chrono::Utc;
+
+use super::recorder::Actor;
+use crate::config::Limits;
+use crate::diagnostic::Diagnostic;
+use crate::metrics::Metrics;
+use crate::release::{self, BuildReport, Release, SourceTree};
+use crate::store::records::{ActivationRecord, PinRecord, ReleaseRecord, ReloadRecord};
+use crate::store::{Op, Page, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("unknown release `{0}`")]
+    Unknown(String),
+    /// The build task ended without a report: a bug in the build, not in the rules or storage.
+    #[error("the candidate build crashed: {0}")]
+    BuildCrashed(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What started a reload; recorded as `trigger` (and as `by` of an activation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `pintu serve` starting.
+    Startup,
+    /// A change in the rules folder.
+    Watch,
+    /// An admin's request.
+    Admin(Actor),
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Startup => f.write_str("startup"),
+            Trigger::Watch => f.write_str("watch"),
+            Trigger::Admin(actor) => actor.fmt(f),
+        }
+    }
+}
+
+/// The release serving requests, shared by the release manager (which swaps it) and the
+/// evaluator (which reads it).
+#[derive(Clone, Default)]
+pub struct Active(Arc<ArcSwapOption<Release>>);
+
+impl Active {
+    /// The release serving now; a request keeps its `Arc` to the end, so a swap never changes
+    /// the rules under a running evaluation.
+    pub fn current(&self) -> Option<Arc<Release>> {
+        self.0.load_full()
+    }
+
+    fn id(&self) -> Option<String> {
+        self.0.load().as_ref().map(|r| r.id.clone())
+    }
+
+    fn set(&self, release: Release) {
+        self.0.store(Some(Arc::new(release)));
+    }
+}
+
+/// What became of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Built, tested and now serving.
+    Activated,
+    /// Built (or read) and refused; what served before still serves.
+    Rejected,
+    /// Nothing was built: the candidate is the release serving already.
+    AlreadyActive,
+    /// Nothing was built or recorded: the folder fails exactly as it did last time.
+    FailingAsBefore,
+}
+
+/// What happened to a candidate. On the wire (admin answers):
+/// `{"accepted", "unchanged", "release", "active", "report"}`.
+#[derive(Debug, Clone)]
+pub struct ReloadOutcome {
+    verdict: Verdict,
+    /// The release serving once the attempt was over.
+    pub active: Option<String>,
+    pub report: BuildReport,
+}
+
+impl ReloadOutcome {
+    fn new(verdict: Verdict, report: BuildReport, active: Option<String>) -> Self {
+        Self {
+            verdict,
+            active,
+            report,
+        }
+    }
+
+    /// The candidate serves (now or already).
+    pub fn accepted(&self) -> bool {
+        matches!(self.verdict, Verdict::Activated | Verdict::AlreadyActive)
+    }
+
+    /// Nothing was built: the candidate is the active release already (or, for file events, a
+    /// failure already recorded as it is).
+    pub fn unchanged(&self) -> bool {
+        matches!(
+            self.verdict,
+            Verdict::AlreadyActive | Verdict::FailingAsBefore
+        )
+    }
+
+    /// The candidate's release id; `None` when the folder could not even be read.
+    pub fn release(&self) -> Option<&str> {
+        Some(self.report.release.as_str()).filter(|id| !id.is_empty())
+    }
+}
+
+impl serde::Serialize for ReloadOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            accepted: bool,
+            unchanged: bool,
+            /// `""` when the folder could not be read, as it always was.
+            release: &'a str,
+            active: Option<&'a str>,
+            report: &'a BuildReport,
+        }
+        Shown {
+            accepted: self.accepted(),
+            unchanged: self.unchanged(),
+            release: self.release().unwrap_or_default(),
+            active: self.active.as_deref(),
+            report: &self.report,
+        }
+        .serialize(s)
+    }
+}
+
+/// The change to the admin's pin (see [`PinRecord`]) written with an activation.
+#[derive(Debug, Clone)]
+enum PinChange {
+    /// An admin chose this release: keep it while the folder stays as it is.
+    Set(PinRecord),
+    /// Leave any pin as it is (start-up restores).
+    Keep,
+    /// The folder's own release replaces any pin.
+    Clear,
+}
+
+/// What identifies a failure of the folder, to recognise it when it happens again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FailureKey {
+    /// The folder read as this tree, which does not build.
+    Tree(String),
+    /// The folder could not be read; these are the problems.
+    Read(Vec<String>),
+}
+
+impl FailureKey {
+    fn read(diagnostics: &[Diagnostic]) -> Self {
+        Self::Read(diagnostics.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// What the reload lock guards besides the order of candidates.
+#[derive(Default)]
+struct ReloadState {
+    /// The folder's last failure: file events that leave it as it is are not built or recorded
+    /// again. An admin's reload always rebuilds.
+    last_failure: Option<FailureKey>,
+}
+
+pub struct ReleaseManager {
+    rules_dir: PathBuf,
+    limits: Limits,
+    store: Store,
+    metrics: Arc<Metrics>,
+    active: Active,
+    /// One candidate at a time: builds are whole-tree and the last writer must win.
+    reload_lock: tokio::sync::Mutex<ReloadState>,
+    /// Why what serves is not the rules folder, while the folder does not build.
+    folder_problem: ArcSwapOption<String>,
+}
+
+impl ReleaseManager {
+    pub(crate) fn new(
+        rules_dir: PathBuf,
+        limits: Limits,
+        store: Store,
+        metrics: Arc<Metrics>,
+        active: Active,
+    ) -> Self {
+        Self {
+            rules_dir,
+            limits,
+            store,
+            metrics,
+            active,
+            reload_lock: tokio::sync::Mutex::new(ReloadState::default()),
+            folder_problem: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The release serving requests now.
+    pub fn current(&self) -> Option<Arc<Release>> {
+        self.active.current()
+    }
+
+    /// Set while the rules folder does not build: what is wrong and what serves instead.
+    pub fn folder_problem(&self) -> Option<Arc<String>> {
+        self.folder_problem.load_full()
+    }
+
+    /// Stored releases, newest first, at most `limit`, and one page of the activation log.
+    pub async fn list(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<(Vec<ReleaseRecord>, Page<ActivationRecord>), StoreError> {
+        self.store
+            .blocking(move |store| {
+                let mut releases = store.releases()?;
+                releases.truncate(limit);
+                Ok((releases, store.activations(limit, before)?))
+            })
+            .await
+    }
+
+    /// One page of the reload log, newest first.
+    pub async fn reloads(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Page<ReloadRecord>, StoreError> {
+        self.store
+            .blocking(move |store| store.reloads(limit, before))
+            .await
+    }
+
+    /// Builds the rules folder and activates it if everything passes. At start-up a broken
+    /// folder falls back to the last good release in the store.
+    pub async fn start(&self) -> Result<ReloadOutcome, ReleaseError> {
+        if let Some(pin) = self.store.blocking(|s| s.pin()).await? {
+            if self.folder_id().await.as_deref() == Some(pin.folder.as_str()) {
+                match self
+                    .activate_stored(
+                        &pin.release,
+                        Trigger::Startup,
+                        "kept: an admin reactivated it",
+                        false,
+                    )
+                    .await
+                {
+                    Ok(o) if o.accepted() => {
+                        tracing::info!(
+                            "serving release {} that an admin reactivated; the rules folder is unchanged since",
+                            pin.release
+                        );
+                        return Ok(o);
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::warn!("cannot restore pinned release {}", pin.release)
+                    }
+                }
+            }
+        }
+        let trigger = Trigger::Startup;
+        let mut state = self.reload_lock.lock().await;
+        let stored = self.store.blocking(|s| s.active_release()).await?;
+        let (report, key) = match self.read_folder().await {
+            Ok(tree) => {
+                let reason = match stored.as_deref() {
+                    None => "first start",
+                    Some(id) if id == tree.id() => "start-up: the rules folder is unchanged",
+                    Some(_) => "start-up: the rules folder changed since the last run",
+                };
+                let key = FailureKey::Tree(tree.id().to_owned());
+                match self.build(tree).await? {
+                    Ok(release) => {
+                        return Ok(self
+                            .activate(release, &trigger, reason, PinChange::Clear, reason)
+                            .await?)
+                    }
+                    Err(report) => (report, key),
+                }
+            }
+            Err(diagnostics) => {
+                let key = FailureKey::read(&diagnostics);
+                (read_report(diagnostics), key)
+            }
+        };
+        for d in &report.diagnostics {
+            tracing::warn!("{d}");
+        }
+        // The last good release is restored first, so that the newest reload entry is the
+        // folder's failure and names what serves instead.
+        match stored {
+            Some(id) => match self
+                .restore(
+                    &id,
+                    &trigger,
+                    "rules folder does not build",
+                    PinChange::Keep,
+                    "fallback: the rules folder does not build; serving the last good release from the store",
+                )
+                .await
+            {
+                Ok(o) if o.accepted() => {
+                    tracing::warn!(
+                        "rules folder does not build; serving the last good release {id} from the store"
+                    );
+                }
+                Ok(o) => tracing::error!("stored release {id} does not build either: {}", o.report.summary()),
+                Err(e) => tracing::error!("cannot restore release {id}: {e}"),
+            },
+            None => tracing::error!("rules folder does not build and no earlier release is stored; serving nothing until it is fixed"),
+        }
+        state.last_failure = Some(key);
+        Ok(self.folder_failed(&trigger, report).await?)
+    }
+
+    /// Reads the rules folder within `rules_read_timeout_ms`. Every caller holds the reload lock
+    /// or is about to take it: a read that hangs (a file on a stalled share) keeps its blocking
+    /// thread but not the lock, and becomes a diagnostic.
+    async fn read_folder(&self) -> Result<SourceTree, Vec<Diagnostic>> {
+        self.metrics.folder_read();
+        let dir = self.rules_dir.clone();
+        let shown = dir.display().to_string();
+        let limits = self.limits.clone();
+        let deadline = limits.rules_read_timeout();
+        read_within(shown, deadline, move || SourceTree::read_dir(&dir, &limits)).await
+    }
+
+    /// The content id of the rules folder as it is now, if it reads.
+    async fn folder_id(&self) -> Option<String> {
+        self.read_folder().await.ok().map(|t| t.id().to_owned())
+    }
+
+    /// Reads the folder, builds a candidate and swaps it in if it passes. Unless `force`d (an
+    /// admin's explicit reload), a folder unchanged since an admin reactivated another release
+    /// leaves that release serving, and a folder that fails exactly as it did last time is
+    /// neither rebuilt nor recorded again.
+    pub async fn reload_from_folder(
+        &self,
+        trigger: Trigger,
+        force: bool,
+    ) -> Result<ReloadOutcome, ReleaseError> {
+        let mut state = self.reload_lock.lock().await;
+        let active = self.active.id();
+        let tree = match self.read_folder().await {
+            Ok(t) => t,
+            Err(diagnostics) => {
+                let key = FailureKey::read(&diagnostics);
+                if !force && state.last_failure.as_ref() == Some(&key) {
+                    return Ok(nothing_built(None, Verdict::FailingAsBefore, active));
+                }
+                state.last_failure = Some(key);
+                return Ok(self
+                    .folder_failed(&trigger, read_report(diagnostics))
+                    .await?);
+            }
+        };
+        let id = tree.id().to_owned();
+        let pin = self.store.blocking(|s| s.pin()).await?;
+        if let Some(p) = &pin {
+            if !force && active.as_deref() == Some(p.release.as_str()) && p.folder == id {
+                return Ok(nothing_built(Some(id), Verdict::AlreadyActive, active));
+            }
+        }
+        if active.as_deref() == Some(id.as_str()) {
+            let was_failing = state.last_failure.take().is_some();
+            self.folder_problem.store(None);
+            if !was_failing && !force {
+                // Saving a file unchanged: nothing to build, nothing to say.
+                return Ok(nothing_built(Some(id), Verdict::AlreadyActive, active));
+            }
+            let note = if was_failing {
+                "the rules folder equals the active release again"
+            } else {
+                "the rules folder equals the active release; nothing to build"
+            };
+            let outcome = nothing_built(Some(id.clone()), Verdict::AlreadyActive, active);
+            let mut ops = vec![Op::Reload(reload_record(&trigger, &outcome, note))];
+            if force && pin.is_some() {
+                ops.push(Op::Pin(None));
+            }
+            self.store.write(ops).await?;
+            tracing::info!("{note} ({id})");
+            return Ok(outcome);
+        }
+        let key = FailureKey::Tree(id.clone());
+        if !force && state.last_failure.as_ref() == Some(&key) {
+            return Ok(nothing_built(Some(id), Verdict::FailingAsBefore, active));
+        }
+        match self.build(tree).await? {
+            Ok(release) => {
+                state.last_failure = None;
+                self.folder_problem.store(None);
+                Ok(self
+                    .activate(
+                        release,
+                        &trigger,
+                        "rules folder changed",
+                        PinChange::Clear,
+                        "",
+                    )
+                    .await?)
+            }
+            Err(report) => {
+                state.last_failure = Some(key);
+                Ok(self.folder_failed(&trigger, report).await?)
+            }
+        }
+    }
+
+    /// Rebuilds a stored release from its sources and makes it the active one. With `pin`
+    /// (an admin's choice) it stays active while the rules folder stays as it is now.
+    pub async fn activate_stored(
+        &self,
+        id: &str,
+        by: Trigger,
+        reason: &str,
+        pin: bool,
+    ) -> Result<ReloadOutcome, ReleaseError> {
+        let pin = if pin {
+            PinChange::Set(PinRecord {
+                release: id.to_owned(),
+                folder: self.folder_id().await.unwrap_or_default(),
+            })
+        } else {
+            PinChange::Keep
+        };
+        let _guard = self.reload_lock.lock().await;
+        if let Some(current) = self.current().filter(|r| r.id == id) {
+            // Already serving: nothing to build or swap, but the admin's choice still stands.
+            if let PinChange::Set(p) = pin {
+                self.store.write(vec![Op::Pin(Some(p))]).await?;
+            }
+            let mut report = current.report.clone();
+            report.duration = Duration::ZERO;
+            return Ok(ReloadOutcome::new(
+                Verdict::AlreadyActive,
+                report,
+                Some(current.id.clone()),
+            ));
+        }
+        self.restore(id, &by, reason, pin, "").await
+    }
+
+    /// Builds a stored release; the caller holds the reload lock (or runs before serving).
+    async fn restore(
+        &self,
+        id: &str,
+        by: &Trigger,
+        reason: &str,
+        pin: PinChange,
+        note: &str,
+    ) -> Result<ReloadOutcome, ReleaseError> {
+        let wanted = id.to_owned();
+        let sources = self
+            .store
+            .blocking(move |s| s.release_sources(&wanted))
+            .await?
+            .ok_or_else(|| ReleaseError::Unknown(id.to_owned()))?;
+        let tree = SourceTree::from_files(sources);
+        Ok(match self.build(tree).await? {
+            Ok(release) => self.activate(release, by, reason, pin, note).await?,
+            Err(report) => {
+                self.reject(by, report, &format!("stored release {id} does not build"))
+                    .await?
+            }
+        })
+    }
+
+    async fn build(&self, tree: SourceTree) -> Result<Result<Release, BuildReport>, ReleaseError> {
+        let limits = self.limits.clone();
+        tokio::task::spawn_blocking(move || release::build(tree, &limits))
+            .await
+            .map_err(ReleaseError::BuildCrashed)
+    }
+
+    async fn activate(
+        &self,
+        release: Release,
+        by: &Trigger,
+        reason: &str,
+        pin: PinChange,
+        note: &str,
+    ) -> Result<ReloadOutcome, StoreError> {
+        let now = Utc::now();
+        let outcome = ReloadOutcome::new(
+            Verdict::Activated,
+            release.report.clone(),
+            Some(release.id.clone()),
+        );
+        let mut ops = Vec::new();
+        let wanted = release.id.clone();
+        if self
+            .store
+            .blocking(move |s| s.release(&wanted))
+            .await?
+            .is_none()
+        {
+            ops.push(Op::Release {
+                record: ReleaseRecord {
+                    id: release.id.clone(),
+                    created_at: now,
+                    created_by: by.to_string(),
+                    permits: release.permits.keys().cloned().collect(),
+                    fixtures: outcome.report.fixtures_passed,
+                    files: release.sources.files().len(),
+                },
+                sources: release.sources.files().clone(),
+            });
+        }
+        ops.push(Op::Activate(ActivationRecord {
+            release: release.id.clone(),
+            at: now,
+            by: by.to_string(),
+            reason: reason.to_owned(),
+        }));
+        ops.push(Op::Reload(reload_record(by, &outcome, note)));
+        match pin {
+            PinChange::Keep => {}
+            PinChange::Clear => ops.push(Op::Pin(None)),
+            PinChange::Set(p) => ops.push(Op::Pin(Some(p))),
+        }
+        // INVARIANT: the release is durable before it serves, so a restart can always return to it.
+        self.store.write(ops).await?;
+        let id = release.id.clone();
+        let permit_ids: Vec<String> = release.permits.keys().cloned().collect();
+        self.active.set(release);
+        self.metrics.reload(true);
+        self.metrics.set_active_release(&id);
+        tracing::info!(
+            "activated {} — permit types: {}",
+            outcome.report.summary(),
+            permit_ids.join(", ")
+        );
+        Ok(outcome)
+    }
+
+    /// The folder's candidate failed: health says so while an older release serves.
+    async fn folder_failed(
+        &self,
+        trigger: &Trigger,
+        report: BuildReport,
+    ) -> Result<ReloadOutcome, StoreError> {
+        let serving = match self.active.id() {
+            Some(id) => format!("still serving {id}"),
+            None => "serving nothing".to_owned(),
+        };
+        // The release serving is not named here: an admin may reactivate another meanwhile, and
+        // `/health` names the one serving next to this reason.
+        self.folder_problem.store(Some(Arc::new(format!(
+            "the rules folder does not build: {}",
+            first_problem(&report.diagnostics)
+        ))));
+        let note = format!("the rules folder does not build; {serving}");
+        self.reject(trigger, report, &note).await
+    }
+
+    async fn reject(
+        &self,
+        trigger: &Trigger,
+        report: BuildReport,
+        note: &str,
+    ) -> Result<ReloadOutcome, StoreError> {
+        tracing::warn!("rejected {}", report.summary());
+        for d in report.diagnostics.iter().take(20) {
+            tracing::warn!("  {d}");
+        }
+        let outcome = ReloadOutcome::new(Verdict::Rejected, report, self.active.id());
+        self.store
+            .write(vec![Op::Reload(reload_record(trigger, &outcome, note))])
+            .await?;
+        self.metrics.reload(false);
+        Ok(outcome)
+    }
+}
+
+/// The reload log's entry for `outcome`.
+fn reload_record(trigger: &Trigger, outcome: &ReloadOutcome, note: &str) -> ReloadRecord {
+    let report = &outcome.report;
+    ReloadRecord {
+        seq: 0,
+        at: Utc::now(),
+        trigger: trigger.to_string(),
+        release: report.release.clone(),
+        accepted: outcome.accepted(),
+        permits: report.permits,
+        fixtures_passed: report.fixtures_passed,
+        fixtures_failed: report.fixtures_failed,
+        duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        diagnostics: report.diagnostics.clone(),
+        unchanged: outcome.unchanged(),
+        active: outcome.active.clone(),
+        note: note.to_owned(),
+    }
+}
+
+/// Runs `read` on the blocking pool for at most `deadline`. A read still running then keeps its
+/// thread, but its caller goes on with a diagnostic naming the folder and the limit.
+async fn read_within(
+    shown: String,
+    deadline: Duration,
+    read: impl FnOnce() -> Result<SourceTree, Vec<Diagnostic>> + Send + 'static,
+) -> Result<SourceTree, Vec<Diagnostic>> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(vec![Diagnostic::file(
+            shown,
+            format!("reading the rules folder failed: {e}"),
+        )]),
+        Err(_) => Err(vec![Diagnostic::file(
+            shown,
+            format!(
+                "reading the rules folder took longer than {} ms (limit `rules_read_timeout_ms`); \
+                 is a file on a stalled disk or network share?",
+                deadline.as_millis()
+            ),
+        )]),
+    }
+}
+
+/// An outcome for which nothing was built.
+fn nothing_built(
+    release: Option<String>,
+    verdict: Verdict,
+    active: Option<String>,
+) -> ReloadOutcome {
+    let report = BuildReport {
+        release: release.unwrap_or_default(),
+        ..BuildReport::default()
+    };
+    ReloadOutcome::new(verdict, report, active)
+}
+
+fn read_report(diagnostics: Vec<Diagnostic>) -> BuildReport {
+    BuildReport {
+        diagnostics,
+        ..BuildReport::default()
+    }
+}
+
+/// A diagnostic list as one line, for error messages.
+pub fn first_problem(diags: &[Diagnostic]) -> String {
+    match diags {
+        [] => "no details".to_owned(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_that_never_ends_becomes_a_diagnostic_at_the_deadline() {
+        // A stalled share cannot be made in a test; a read blocked on a channel stands in for it.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let stuck = move || {
+            let _ = blocked.recv();
+            Err(Vec::new())
+        };
+        let err = read_within("rules".into(), Duration::from_millis(50), stuck)
+            .await
+            .unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].file, "rules");
+        assert!(
+            err[0]
+                .message
+                .contains("longer than 50 ms (limit `rules_read_timeout_ms`)"),
+            "{}",
+            err[0]
+        );
+        drop(release);
+    }
+}
