@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crash;
+mod diagnostics;
 mod folder;
 mod hostile;
 mod http;
