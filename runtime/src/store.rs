@@ -75,8 +75,15 @@ pub enum StoreError {
         what: &'static str,
         message: String,
     },
+    /// What redb reported, kept whole as the source.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] redb::Error),
+    /// A record could not be turned into its stored form.
+    #[error("cannot encode a record: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The commit this write shared with others failed; every write in it gets this error.
+    #[error(transparent)]
+    Batch(std::sync::Arc<StoreError>),
     #[error("corrupt record in `{table}`: {message}")]
     Corrupt {
         table: &'static str,
@@ -106,7 +113,7 @@ impl From<redb::StorageError> for StoreError {
             redb::StorageError::Io(_)
             | redb::StorageError::PreviousIo
             | redb::StorageError::DatabaseClosed => StoreError::Unavailable(e.to_string()),
-            other => StoreError::Storage(other.to_string()),
+            other => StoreError::Storage(other.into()),
         }
     }
 }
@@ -115,7 +122,7 @@ impl From<redb::TableError> for StoreError {
     fn from(e: redb::TableError) -> Self {
         match e {
             redb::TableError::Storage(s) => s.into(),
-            other => StoreError::Storage(other.to_string()),
+            other => StoreError::Storage(other.into()),
         }
     }
 }
@@ -124,7 +131,7 @@ impl From<redb::TransactionError> for StoreError {
     fn from(e: redb::TransactionError) -> Self {
         match e {
             redb::TransactionError::Storage(s) => s.into(),
-            other => StoreError::Storage(other.to_string()),
+            other => StoreError::Storage(other.into()),
         }
     }
 }
@@ -133,7 +140,7 @@ impl From<redb::CommitError> for StoreError {
     fn from(e: redb::CommitError) -> Self {
         match e {
             redb::CommitError::Storage(s) => s.into(),
-            other => StoreError::Storage(other.to_string()),
+            other => StoreError::Storage(other.into()),
         }
     }
 }
@@ -144,7 +151,7 @@ impl From<redb::Error> for StoreError {
             redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
                 StoreError::Unavailable(e.to_string())
             }
-            other => StoreError::Storage(other.to_string()),
+            other => StoreError::Storage(other.into()),
         }
     }
 }
@@ -156,9 +163,9 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
         v: RECORD_VERSION,
         data: value,
     })
-    .map_err(|e| StoreError::Storage(e.to_string()))?;
+    .map_err(StoreError::Encode)?;
     serde_json::to_vec(&bound::cap_depth(value, bound::MAX_RECORD_DEPTH))
-        .map_err(|e| StoreError::Storage(e.to_string()))
+        .map_err(StoreError::Encode)
 }
 
 fn decode_meta<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -659,6 +666,16 @@ impl<T: DeserializeOwned> PageBuilder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redb_failure_keeps_redb_s_error_as_its_source() {
+        let e = StoreError::from(redb::TableError::TableIsMultimap("decisions".into()));
+        let source = std::error::Error::source(&e).expect("redb's error is kept as the source");
+        assert!(source.downcast_ref::<redb::Error>().is_some(), "{source:?}");
+        assert!(e.to_string().contains("decisions"), "{e}");
+        assert!(!e.is_unavailable());
+    }
+
     use chrono::Utc;
 
     fn decision(permit: &str, n: u64) -> Op {

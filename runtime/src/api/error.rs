@@ -98,9 +98,10 @@ impl AppError {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }
                 EvalError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-                EvalError::Store(_) | EvalError::Interrupted | EvalError::Encode(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-                }
+                EvalError::Store(_)
+                | EvalError::Interrupted
+                | EvalError::Crashed(_)
+                | EvalError::Encode(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             Self::Release(ReleaseError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_release"),
             // The role named in the request body does not exist.
@@ -190,5 +191,48 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_crashed_build_is_reported_as_a_crash_not_as_a_storage_error() {
+        let crashed = tokio::task::spawn_blocking(|| panic!("a bug in the build"))
+            .await
+            .unwrap_err();
+        let e = AppError::from(ReleaseError::BuildCrashed(crashed));
+        assert_eq!(
+            e.status_and_code(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(
+            e.to_string().starts_with("the candidate build crashed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auth_errors_get_their_status_here_like_every_other_family() {
+        let status = |e: AuthError| AppError::from(e).status_and_code();
+        assert_eq!(
+            status(AuthError::UnknownRole(crate::auth::UnknownRole {
+                role: "root".into(),
+                known: "admin".into(),
+            })),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+        );
+        assert_eq!(
+            status(AuthError::Store(StoreError::Unavailable(
+                "disk full".into()
+            ))),
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+        );
+        assert_eq!(
+            status(AuthError::Random("no entropy".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
     }
 }

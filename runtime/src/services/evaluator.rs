@@ -34,8 +34,13 @@ pub enum EvalError {
     Store(#[from] StoreError),
     #[error("permit type `{0}` has no levy")]
     NoLevy(String),
+    /// The evaluation slots were closed: the server is shutting down.
     #[error("evaluation was interrupted")]
     Interrupted,
+    /// The blocking task running the rules ended without an answer: a bug below the scripts'
+    /// own error handling, not a fault of the rules or of storage.
+    #[error("the evaluation task crashed: {0}")]
+    Crashed(#[source] tokio::task::JoinError),
     /// The answer could not be put into the decision record's JSON.
     #[error("cannot encode the evaluation's answer: {0}")]
     Encode(#[source] serde_json::Error),
@@ -294,7 +299,7 @@ impl Evaluator {
             (result, elapsed, record)
         })
         .await
-        .map_err(|_| EvalError::Interrupted)?;
+        .map_err(EvalError::Crashed)?;
         // Nothing was evaluated (unknown permit type, no levy): nothing to record.
         let Some(record) = record else {
             return result;
@@ -332,5 +337,43 @@ impl Evaluator {
             Ok(Err(_closed)) => Err(EvalError::Interrupted),
             Err(_elapsed) => Err(overloaded()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_keep_their_wire_shape_and_order() {
+        let errors = vec![FieldError::new("fungsi", "wajib diisi")];
+        let checked = Evaluation::Checked {
+            errors: errors.clone(),
+            release: "r1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&checked).unwrap(),
+            r#"{"valid":false,"errors":[{"field":"fungsi","message":"wajib diisi"}],"release":"r1"}"#
+        );
+        let valid = Evaluation::Checked {
+            errors: Vec::new(),
+            release: "r1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&valid).unwrap(),
+            r#"{"valid":true,"errors":[],"release":"r1"}"#
+        );
+        // What the decision log keeps of a levy on invalid data (the API answers a 422).
+        let invalid = Evaluation::Invalid {
+            errors,
+            release: "r1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&invalid).unwrap(),
+            r#"{"valid":false,"errors":[{"field":"fungsi","message":"wajib diisi"}]}"#
+        );
+        assert_eq!(checked.outcome(), EvalOutcome::Invalid);
+        assert_eq!(valid.outcome(), EvalOutcome::Ok);
+        assert_eq!(invalid.outcome(), EvalOutcome::Invalid);
     }
 }

@@ -665,6 +665,34 @@ pub fn first_problem(diags: &[Diagnostic]) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn outcomes_keep_their_wire_fields_and_an_unread_folder_has_no_release() {
+        let failing = nothing_built(None, Verdict::FailingAsBefore, Some("abc".into()));
+        assert_eq!(failing.release(), None);
+        let json = serde_json::to_value(&failing).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["accepted", "unchanged", "release", "active", "report"]
+        );
+        assert_eq!(json["accepted"], false);
+        assert_eq!(json["unchanged"], true);
+        assert_eq!(json["release"], "");
+        assert_eq!(json["active"], "abc");
+        let same = nothing_built(
+            Some("abc".into()),
+            Verdict::AlreadyActive,
+            Some("abc".into()),
+        );
+        assert!(same.accepted() && same.unchanged());
+        assert_eq!(same.release(), Some("abc"));
+    }
+
     #[tokio::test]
     async fn a_read_that_never_ends_becomes_a_diagnostic_at_the_deadline() {
         // A stalled share cannot be made in a test; a read blocked on a channel stands in for it.

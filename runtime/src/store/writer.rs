@@ -179,13 +179,14 @@ fn run(db: &Shared, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &Atomic
                     // reopened; from now on the writer reopens it with backoff.
                     db.set_fault(Some(reason.clone()));
                 }
-                let unavailable = matches!(e, StoreError::Unavailable(_));
-                let message = e.to_string();
+                let shared = match e {
+                    StoreError::Unavailable(reason) => Err(reason),
+                    other => Ok(std::sync::Arc::new(other)),
+                };
                 for job in batch {
-                    let _ = job.done.send(Err(if unavailable {
-                        StoreError::Unavailable(message.clone())
-                    } else {
-                        StoreError::Storage(message.clone())
+                    let _ = job.done.send(Err(match &shared {
+                        Err(reason) => StoreError::Unavailable(reason.clone()),
+                        Ok(e) => StoreError::Batch(e.clone()),
                     }));
                 }
             }
@@ -207,7 +208,7 @@ fn recover(db: &Shared) -> Result<(), StoreError> {
     for write in [true, false] {
         let mut txn = handle.begin_write()?;
         txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+            .map_err(|e| StoreError::Storage(e.into()))?;
         {
             let mut meta = txn.open_table(META)?;
             if write {
@@ -225,7 +226,7 @@ fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<u64>>, StoreError> {
     let db = db.db()?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Storage(e.to_string()))?;
+        .map_err(|e| StoreError::Storage(e.into()))?;
     let mut all = Vec::with_capacity(batch.len());
     for job in batch {
         let mut seqs = Vec::new();
