@@ -6,11 +6,14 @@
 //! - [`services`] — one job each: releases (reloads, activation, pin, fallback), evaluation,
 //!   the decision and audit recorder, tokens;
 //! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
-//! - [`watch`] — file events → candidate releases;
+//! - `watch` — file events → candidate releases;
 //! - [`permits`], [`levy`] — the domain: forms, checks, levy line items;
 //! - [`scripts`] — the Rhai engine, sandbox limits and script API;
 //! - [`store`] — the only code that touches redb;
-//! - [`auth`], [`config`], [`diagnostic`], [`metrics`].
+//! - [`auth`], [`config`], [`diagnostic`]; `metrics` and `watch` are internal.
+//!
+//! Dependencies point one way: `api` → `services` → {`release`, `permits`, `scripts`, `store`}.
+//! What is public is what the binary, the end-to-end tests and the benchmarks use.
 
 pub mod api;
 pub mod app;
@@ -18,10 +21,10 @@ pub mod auth;
 pub mod config;
 pub mod diagnostic;
 pub mod levy;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod permits;
 pub mod release;
 pub mod scripts;
 pub mod services;
 pub mod store;
-pub mod watch;
+pub(crate) mod watch;

@@ -151,7 +151,7 @@ impl From<redb::Error> for StoreError {
             redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
                 StoreError::Unavailable(e.to_string())
             }
-            other => StoreError::Storage(other.into()),
+            other => StoreError::Storage(other),
         }
     }
 }
@@ -375,7 +375,7 @@ impl Store {
 
     /// Runs `work` with this store on the blocking pool: a read of a large page, a lookup per
     /// request or a durable write must not hold an async worker.
-    pub async fn blocking<T, E>(
+    pub(crate) async fn blocking<T, E>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
