@@ -132,7 +132,9 @@ impl Permit {
                 diags.push(at_span(
                     &toml_path,
                     source,
-                    located.get("params").and_then(toml_edit::Item::span),
+                    doc.get("params")
+                        .zip(located.get("params"))
+                        .and_then(|(item, at)| unconvertible_span(item, at)),
                     format!("[params]: {e}"),
                 ));
                 Map::new()
@@ -161,7 +163,9 @@ impl Permit {
                 diags.push(at_span(
                     &toml_path,
                     source,
-                    located.get("tables").and_then(toml_edit::Item::span),
+                    doc.get("tables")
+                        .zip(located.get("tables"))
+                        .and_then(|(item, at)| unconvertible_span(item, at)),
                     format!("[tables]: {e}"),
                 ));
                 Map::new()
@@ -180,8 +184,10 @@ impl Permit {
                 ));
                 continue;
             };
-            match text.parse::<toml_edit::DocumentMut>() {
-                Ok(doc) => match crate::scripts::value::toml_to_dynamic(doc.as_item()) {
+            match toml_edit::Document::parse(*text) {
+                Ok(located) => match crate::scripts::value::toml_to_dynamic(
+                    located.clone().into_mut().as_item(),
+                ) {
                     Ok(t) => {
                         if tables.insert(name.into(), t).is_some() {
                             diags.push(Diagnostic::file(
@@ -190,14 +196,13 @@ impl Permit {
                             ));
                         }
                     }
-                    Err(e) => diags.push(Diagnostic::file(full, e)),
+                    Err(e) => {
+                        let editable = located.clone().into_mut();
+                        let span = unconvertible_span(editable.as_item(), located.as_item());
+                        diags.push(at_span(&full, text, span, e));
+                    }
                 },
-                Err(e) => diags.push(Diagnostic::at_offset(
-                    full,
-                    text,
-                    e.span().map_or(0, |s| s.start),
-                    e.message().trim_end().to_owned(),
-                )),
+                Err(e) => diags.push(at_span(&full, text, e.span(), e.message().trim_end())),
             }
         }
         params.insert("tables".into(), Dynamic::from_map(tables));
@@ -452,6 +457,27 @@ fn at_span(
     }
 }
 
+/// Where the first value that cannot become a script value (a float that is not an exact
+/// decimal) is written: `editable` is converted key by key (it keeps every literal's text) and
+/// the failing key looked up in `located`, the same document with the parser's spans.
+fn unconvertible_span(
+    editable: &toml_edit::Item,
+    located: &toml_edit::Item,
+) -> Option<std::ops::Range<usize>> {
+    let (Some(editable_table), Some(located_table)) =
+        (editable.as_table_like(), located.as_table_like())
+    else {
+        return located.span();
+    };
+    let (key, item) = editable_table
+        .iter()
+        .find(|(_, item)| crate::scripts::value::toml_to_dynamic(item).is_err())?;
+    located_table
+        .get(key)
+        .and_then(|at| unconvertible_span(item, at))
+        .or_else(|| located_table.key(key).and_then(toml_edit::Key::span))
+}
+
 /// A field declaration: a table of `[[fields]]` or an inline table of `fields = [...]`.
 enum FieldDecl<'a> {
     Table(&'a toml_edit::Table),
@@ -621,6 +647,28 @@ type = "text"
         assert!(
             found[0].starts_with("uji/permit.toml:3:1: documents_field `dokumen`"),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_param_that_is_not_an_exact_decimal_is_at_its_value() {
+        let toml = "name = \"Uji\"\n[params]\nrate = 0.1\n[params.batas]\nbawah = 1\natas = inf\n";
+        assert_eq!(
+            problems(toml),
+            ["uji/permit.toml:6:8: [params]: `inf` is not an exact decimal"]
+        );
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let files = PermitFiles::from([
+            ("permit.toml", "name = \"Uji\"\n"),
+            (
+                "tables/tarif.toml",
+                "# tarif per zona\nzona_1 = 1.5\nzona_2 = nan\n",
+            ),
+        ]);
+        let err = Permit::load("uji", &files, &host).err().unwrap();
+        assert_eq!(
+            err[0].to_string(),
+            "uji/tables/tarif.toml:3:10: `nan` is not an exact decimal"
         );
     }
 
