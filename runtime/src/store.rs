@@ -68,13 +68,17 @@ pub enum StoreError {
     Open { path: PathBuf, message: String },
     #[error("database schema version {found} is newer than this pintu supports ({supported})")]
     NewerSchema { found: u32, supported: u32 },
-    /// A step of the schema migration failed or is missing; the database was left as it was.
-    #[error("cannot migrate the database schema from version {from} ({what}): {message}")]
+    /// A step of the schema migration failed; the database was left as it was.
+    #[error("cannot migrate the database schema from version {from} ({what}): {source}")]
     Migration {
         from: u32,
         what: &'static str,
-        message: String,
+        #[source]
+        source: Box<StoreError>,
     },
+    /// This build has no migration step from the stored schema version.
+    #[error("database schema version {found} cannot be migrated by this pintu (no step from it)")]
+    NoMigration { found: u32 },
     /// What redb reported, kept whole as the source.
     #[error("storage error: {0}")]
     Storage(#[source] redb::Error),

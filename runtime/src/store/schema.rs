@@ -80,11 +80,7 @@ fn migrate(
         let step = migrations
             .iter()
             .find(|m| m.from == from)
-            .ok_or(StoreError::Migration {
-                from,
-                what: "no step known",
-                message: "this pintu has no migration from that version".to_owned(),
-            })?;
+            .ok_or(StoreError::NoMigration { found: from })?;
         tracing::info!(
             "migrating the database schema from version {from} to {}: {}",
             from + 1,
@@ -93,7 +89,7 @@ fn migrate(
         (step.run)(txn).map_err(|e| StoreError::Migration {
             from,
             what: step.what,
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
     }
     Ok(())
@@ -247,10 +243,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = v1_database(dir.path());
         let err = init_to(&db, 2, &[]).unwrap_err();
-        assert!(
-            matches!(err, StoreError::Migration { from: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::NoMigration { found: 1 }), "{err}");
         assert_eq!(schema_of(&db), Some(1));
     }
 
