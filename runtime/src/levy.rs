@@ -1,12 +1,15 @@
 //! The levy (retribusi) a script assessed: line items, their exact total, and the trace that
 //! shows how it was computed.
 
-use rhai::{Dynamic, ImmutableString, Map};
+use rhai::Dynamic;
+#[cfg(test)]
+use rhai::Map;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::diagnostic::Diagnostic;
+use crate::scripts::shared::into_map;
 use crate::scripts::value::{decimal_string, dynamic_to_json};
 use crate::scripts::{ScriptError, ScriptErrorKind};
 
@@ -51,25 +54,23 @@ pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError
         location: Diagnostic::file(file, ""),
         message,
     };
-    let map = value
-        .try_cast::<Map>()
+    let mut map = into_map(value)
         .ok_or_else(|| bad("levy must return a map `#{ items: [...], trace: #{...} }`".into()))?;
     let items = map
-        .get("items")
-        .and_then(|i| i.clone().try_cast::<rhai::Array>())
+        .remove("items")
+        .and_then(|i| i.try_cast::<rhai::Array>())
         .ok_or_else(|| bad("levy result needs `items`, an array".into()))?;
     let mut out = Vec::with_capacity(items.len());
     let mut total = Decimal::ZERO;
     for (n, item) in items.into_iter().enumerate() {
-        let item = item.try_cast::<Map>().ok_or_else(|| {
+        let item = into_map(item).ok_or_else(|| {
             bad(format!(
                 "levy item {n} must be a map `#{{code, label, amount}}`"
             ))
         })?;
         let text = |key: &str| {
             item.get(key)
-                .and_then(|v| v.clone().try_cast::<ImmutableString>())
-                .map(|s| s.to_string())
+                .and_then(|v| v.as_immutable_string_ref().ok().map(|s| s.to_string()))
         };
         let code = text("code").ok_or_else(|| bad(format!("levy item {n} needs a text `code`")))?;
         let label = text("label").unwrap_or_else(|| code.clone());

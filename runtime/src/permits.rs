@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::levy::{self, Assessment};
+use crate::scripts::shared::{into_map, SharedMap};
 use crate::scripts::{Script, ScriptError, ScriptErrorKind, ScriptHost};
 use fields::{check_record, Field, FieldDef, FieldError, FieldType};
 use messages::Problem;
@@ -64,8 +65,9 @@ pub struct Permit {
     pub fields: Vec<Field>,
     pub requirements: Vec<Requirement>,
     pub documents_field: Option<String>,
-    /// `[params]` plus `tables`, exactly as scripts see them.
-    pub params: Map,
+    /// `[params]` plus `tables`, exactly as scripts see them; converted once per release and
+    /// shared by every call.
+    pub params: SharedMap,
     pub validate: Option<Script>,
     pub levy: Option<Script>,
     pub fixtures: Vec<(String, fixtures::Fixture)>,
@@ -311,7 +313,7 @@ impl Permit {
             fields,
             requirements: file.requirements,
             documents_field: file.documents_field,
-            params,
+            params: SharedMap::from_map(params),
             validate,
             levy,
             fixtures: fixture_list,
@@ -324,7 +326,7 @@ impl Permit {
         &self,
         host: &ScriptHost,
         data: &Json,
-        params: &Map,
+        params: &SharedMap,
         language: Language,
     ) -> Result<Checked, ScriptError> {
         let Some(object) = data.as_object() else {
@@ -352,9 +354,11 @@ impl Permit {
             let out = host.call(
                 script,
                 "validate",
+                // The data stays a plain map: it is small, and scripts read many of its fields,
+                // which Rhai does fastest on its own maps.
                 (
                     Dynamic::from_map(typed.clone()),
-                    Dynamic::from_map(params.clone()),
+                    Dynamic::from(params.clone()),
                 ),
             )?;
             errors = script_errors(out, script.file())?;
@@ -416,7 +420,7 @@ impl Permit {
         &self,
         host: &ScriptHost,
         data: Map,
-        params: &Map,
+        params: &SharedMap,
     ) -> Result<Option<Assessment>, ScriptError> {
         let Some(script) = &self.levy else {
             return Ok(None);
@@ -424,7 +428,7 @@ impl Permit {
         let out = host.call(
             script,
             "levy",
-            (Dynamic::from_map(data), Dynamic::from_map(params.clone())),
+            (Dynamic::from_map(data), Dynamic::from(params.clone())),
         )?;
         levy::from_script(out, script.file()).map(Some)
     }
@@ -548,7 +552,7 @@ fn script_errors(out: Dynamic, file: &str) -> Result<Vec<FieldError>, ScriptErro
     items
         .into_iter()
         .map(|item| {
-            let map = item.try_cast::<Map>().ok_or_else(bad)?;
+            let map = into_map(item).ok_or_else(bad)?;
             let text = |k: &str| {
                 map.get(k)
                     .filter(|v| v.is_string())

@@ -5,12 +5,13 @@
 pub mod api;
 mod deadline;
 mod operators;
+pub mod shared;
 pub mod value;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rhai::module_resolvers::ModuleResolver;
@@ -115,6 +116,7 @@ impl ScriptHost {
         engine.on_print(|s| tracing::info!(target: "pintu::script", "{s}"));
         engine.on_debug(|s, src, pos| tracing::debug!(target: "pintu::script", "{}:{pos}: {s}", src.unwrap_or("")));
         api::register(&mut engine);
+        shared::register(&mut engine);
         let libs = Arc::new(LibResolver::new(libs));
         engine.set_module_resolver(SharedResolver(libs.clone()));
         Self {
@@ -361,17 +363,19 @@ thread_local! {
 const MAX_IMPORT_DEPTH: usize = 16;
 
 /// Resolves `import "name"` to `rules/lib/name.rhai` of the same release, and nothing else.
-/// Modules are compiled on first use and cached for the life of the release.
+/// Modules are compiled on first use and cached for the life of the release. The release's
+/// library check loads every module, so evaluations only read the cache (every call runs its
+/// script's `import`s; a read lock lets concurrent calls do so without waiting on each other).
 struct LibResolver {
     sources: BTreeMap<String, (String, String)>,
-    cache: Mutex<HashMap<String, Shared<Module>>>,
+    cache: RwLock<HashMap<String, Shared<Module>>>,
 }
 
 impl LibResolver {
     fn new(sources: BTreeMap<String, (String, String)>) -> Self {
         Self {
             sources,
-            cache: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
         }
     }
 
@@ -398,8 +402,13 @@ impl LibResolver {
         name: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        if let Some(m) = self.cache.lock().ok().and_then(|c| c.get(name).cloned()) {
-            return Ok(m);
+        if let Some(m) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Ok(m.clone());
         }
         let (file, source) = self
             .sources
@@ -432,9 +441,10 @@ impl LibResolver {
         let module: Shared<Module> = result
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.to_owned(), e, pos)))?
             .into();
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(name.to_owned(), module.clone());
-        }
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), module.clone());
         Ok(module)
     }
 }

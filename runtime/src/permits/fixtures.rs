@@ -1,7 +1,6 @@
 //! Fixture tests of a permit type: `tests/<name>.json` with input data and expected outcome.
 //! Every fixture runs on every candidate release; one failure rejects the candidate.
 
-use rhai::Map;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -99,9 +98,9 @@ fn run_at(
         actual: Some(Box::new(actual)),
         ..Diagnostic::file(file, message)
     };
-    let mut params: Map = permit.params.clone();
+    let mut params = permit.params.clone();
     for (key, value) in &fixture.params {
-        if !params.contains_key(key.as_str()) || key == "tables" {
+        if !params.contains_key(key) || key == "tables" {
             return Err(Diagnostic::file(
                 file,
                 format!("fixture overrides unknown param `{key}`"),
@@ -109,7 +108,7 @@ fn run_at(
         }
         let v = json_to_dynamic(value)
             .map_err(|e| Diagnostic::file(file, format!("params.{key}: {e}")))?;
-        params.insert(key.as_str().into(), v);
+        params.insert(key, v);
     }
     let in_fixture = |e: crate::scripts::ScriptError| Diagnostic {
         message: format!("{} (while running fixture {file})", e.message),

@@ -185,14 +185,14 @@ pub fn to_decimal(x: &Dynamic) -> Res<Decimal> {
              check the key and the table row, or test `\"key\" in map` first"
         )));
     }
-    if let Some(d) = x.clone().try_cast::<Decimal>() {
+    if let Ok(d) = x.as_decimal() {
         return Ok(d);
     }
     if let Ok(i) = x.as_int() {
         return Ok(Decimal::from(i));
     }
-    if let Some(s) = x.clone().try_cast::<ImmutableString>() {
-        return parse_decimal(s.trim()).ok_or_else(|| err(format!("not a decimal: `{s}`")));
+    if let Ok(s) = x.as_immutable_string_ref() {
+        return parse_decimal(s.trim()).ok_or_else(|| err(format!("not a decimal: `{}`", &*s)));
     }
     Err(err(format!("expected a number, got {}", x.type_name())))
 }

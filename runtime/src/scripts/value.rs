@@ -1,11 +1,12 @@
 //! Exact conversion between JSON, TOML and script values. Numbers keep their decimal text end to
 //! end (serde_json is built with `arbitrary_precision`), so no value ever passes through `f64`.
 
-use rhai::{Dynamic, ImmutableString, Map, INT};
+use rhai::{Dynamic, Map, INT};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
 use super::api::parse_decimal;
+use super::shared::SharedMap;
 
 /// A JSON number as the script sees it: an `INT` when it is a whole number that fits, otherwise
 /// an exact decimal. `None` when the text is not representable (too many digits).
@@ -45,7 +46,8 @@ pub fn json_to_dynamic(value: &Json) -> Result<Dynamic, String> {
 }
 
 /// Script values back to JSON. Decimals become strings (exact, trailing zeros dropped) so that
-/// clients never parse money as floating point.
+/// clients never parse money as floating point. Values are read in place: cloning a map to test
+/// its type would copy it whole at every level.
 pub fn dynamic_to_json(value: &Dynamic) -> Json {
     if value.is_unit() {
         return Json::Null;
@@ -56,23 +58,30 @@ pub fn dynamic_to_json(value: &Dynamic) -> Json {
     if let Ok(i) = value.as_int() {
         return Json::from(i);
     }
-    if let Some(d) = value.clone().try_cast::<Decimal>() {
+    if let Ok(d) = value.as_decimal() {
         return Json::String(decimal_string(d));
     }
-    if let Some(s) = value.clone().try_cast::<ImmutableString>() {
+    if let Ok(s) = value.as_immutable_string_ref() {
         return Json::String(s.to_string());
     }
-    if let Some(items) = value.clone().try_cast::<rhai::Array>() {
+    if let Ok(items) = value.as_array_ref() {
         return Json::Array(items.iter().map(dynamic_to_json).collect());
     }
-    if let Some(map) = value.clone().try_cast::<Map>() {
-        return Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
-                .collect(),
-        );
+    if let Ok(map) = value.as_map_ref() {
+        return map_to_json(&map);
+    }
+    if let Some(map) = value.read_lock::<SharedMap>() {
+        return map_to_json(map.entries());
     }
     Json::String(value.to_string())
+}
+
+fn map_to_json(map: &Map) -> Json {
+    Json::Object(
+        map.iter()
+            .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
+            .collect(),
+    )
 }
 
 /// The canonical text of a decimal in responses: no exponent, no trailing zeros.
