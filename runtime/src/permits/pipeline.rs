@@ -10,6 +10,7 @@ use super::fields::FieldError;
 use super::Permit;
 use crate::config::Language;
 use crate::levy::Assessment;
+use crate::scripts::shared::SharedMap;
 use crate::scripts::{ScriptError, ScriptHost};
 
 /// What a request may evaluate.
@@ -46,7 +47,7 @@ pub fn evaluate(
     permit: &Permit,
     host: &ScriptHost,
     data: &Json,
-    params: &Map,
+    params: &SharedMap,
     kind: Kind,
     language: Language,
 ) -> Result<Outcome, ScriptError> {
@@ -67,7 +68,7 @@ pub fn check<'a>(
     permit: &'a Permit,
     host: &'a ScriptHost,
     data: &Json,
-    params: &'a Map,
+    params: &'a SharedMap,
     language: Language,
 ) -> Result<Result<Valid<'a>, Vec<FieldError>>, ScriptError> {
     let checked = permit.check(host, data, params, language)?;
@@ -86,7 +87,7 @@ pub fn check<'a>(
 pub struct Valid<'a> {
     permit: &'a Permit,
     host: &'a ScriptHost,
-    params: &'a Map,
+    params: &'a SharedMap,
     data: Map,
 }
 
