@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use serde_json::Value as Json;
 
 use crate::load::{self, Load, Request};
 use crate::server::{self, Proc};
@@ -25,6 +26,61 @@ async fn measure(req: &Request, clients: usize, warm: Duration, run_for: Duratio
 
 fn counts(l: &Load) -> String {
     format!("{} ok, {} non-2xx, {} errors", l.ok, l.non_2xx, l.errors)
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Json) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// The native endpoint answers in Pintu's contract, or the comparison means nothing: the same
+/// fields at the top, in every item and in the trace, and the same lines and total.
+async fn same_contract(client: &reqwest::Client, pintu: &Request, native: &Request) -> Result<()> {
+    let mut answers = Vec::new();
+    for req in [pintu, native] {
+        let resp = client
+            .post(&req.url)
+            .header("content-type", "application/json")
+            .body(req.body.clone())
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Json = resp.json().await?;
+        if !status.is_success() {
+            bail!("{} answered {status}: {body}", req.url);
+        }
+        answers.push(body);
+    }
+    let (Some(p), Some(n)) = (answers.first(), answers.get(1)) else {
+        bail!("missing answers");
+    };
+    let items = |v: &Json| -> Vec<(Vec<String>, Json, Json)> {
+        v.get("items")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        let field = |k: &str| i.get(k).cloned().unwrap_or_default();
+                        (keys(i), field("code"), field("amount"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let trace = |v: &Json| v.get("trace").map(keys).unwrap_or_default();
+    if keys(p) != keys(n)
+        || p.get("total") != n.get("total")
+        || items(p) != items(n)
+        || trace(p) != trace(n)
+    {
+        bail!("the native endpoint's answer differs from Pintu's:\npintu  {p}\nnative {n}");
+    }
+    Ok(())
 }
 
 pub fn rows(bench: &Bench) -> Result<Vec<Row>> {
@@ -67,6 +123,7 @@ pub fn rows(bench: &Bench) -> Result<Vec<Row>> {
             Duration::from_secs(600),
         )
         .await?;
+        same_contract(&client, &to_pintu, &to_native).await?;
         let mut rows = Vec::new();
         for clients in LEVELS {
             let p = measure(&to_pintu, clients, warm, run_for).await?;
