@@ -55,12 +55,16 @@ pub const DEFAULT_MAX_MAP_SIZE: usize = 10_000;
 pub const DEFAULT_SCRIPT_TIMEOUT_MS: u64 = 1_000;
 /// Largest request body accepted by the API, in bytes (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Quiet period after the last file event before a candidate is built, in milliseconds.
-pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 150;
+/// Quiet period after the last file event before a candidate is built, in milliseconds. An
+/// editor's save (write a temporary file, rename it over the original) takes well under a
+/// millisecond between its events, so 50 ms still sees it whole while adding little to a reload.
+pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 50;
 /// Largest single file accepted into a release, in bytes.
 pub const DEFAULT_MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
-/// Most files one release may hold.
-pub const DEFAULT_MAX_RULE_FILES: usize = 2_000;
+/// Most files one release may hold. A permit type is its `permit.toml`, two scripts, tables
+/// and tens of fixtures; an office with 1,000 types holds some 35,000 files, so the default
+/// leaves room for about 2,500 such types while still stopping a folder pointed at by mistake.
+pub const DEFAULT_MAX_RULE_FILES: usize = 100_000;
 /// Longest a whole read of the rules folder may take, in milliseconds. Reloads wait for each
 /// other, so a read stuck on a stalled disk or share must end as a problem, not hold them all.
 pub const DEFAULT_RULES_READ_TIMEOUT_MS: u64 = 10_000;

@@ -1,12 +1,17 @@
 //! A release is the whole rules tree, identified by its content hash, compiled and tested as one.
 //! Candidates that fail anything are never served.
 
+mod imports;
 pub mod source;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use serde::Serialize;
+
+use imports::Imports;
 
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
@@ -22,8 +27,11 @@ pub struct Release {
     pub id: String,
     pub sources: SourceTree,
     pub host: ScriptHost,
-    pub permits: BTreeMap<String, Permit>,
+    /// Shared with the releases that reuse a permit unchanged (see [`build_on`]).
+    pub permits: BTreeMap<String, Arc<Permit>>,
     pub report: BuildReport,
+    /// The limits it was built and tested under; a permit is reused only under the same ones.
+    limits: Limits,
 }
 
 /// What building a candidate found; kept for accepted and rejected candidates alike.
@@ -31,8 +39,16 @@ pub struct Release {
 pub struct BuildReport {
     pub release: String,
     pub permits: usize,
+    /// Every fixture of the release that passes, whether it ran in this build or was reused.
     pub fixtures_passed: usize,
     pub fixtures_failed: usize,
+    /// Of `fixtures_passed`, those not run again: their permit was reused unchanged.
+    pub fixtures_reused: usize,
+    /// Permit types loaded, compiled and tested in this build.
+    pub permits_rebuilt: usize,
+    /// Permit types taken from the active release: their folder and every library module they
+    /// import (directly or through another module) are unchanged.
+    pub permits_reused: usize,
     pub diagnostics: Vec<Diagnostic>,
     /// Worth fixing but not a reason to reject (a permit type without fixtures).
     pub warnings: Vec<Diagnostic>,
@@ -47,6 +63,9 @@ impl Serialize for BuildReport {
             permits: usize,
             fixtures_passed: usize,
             fixtures_failed: usize,
+            fixtures_reused: usize,
+            permits_rebuilt: usize,
+            permits_reused: usize,
             diagnostics: &'a [Diagnostic],
             warnings: &'a [Diagnostic],
             /// Milliseconds; kept under its first name, which did not say the unit.
@@ -59,6 +78,9 @@ impl Serialize for BuildReport {
             permits: self.permits,
             fixtures_passed: self.fixtures_passed,
             fixtures_failed: self.fixtures_failed,
+            fixtures_reused: self.fixtures_reused,
+            permits_rebuilt: self.permits_rebuilt,
+            permits_reused: self.permits_reused,
             diagnostics: &self.diagnostics,
             warnings: &self.warnings,
             duration: ms,
@@ -76,10 +98,13 @@ impl BuildReport {
     /// One line for logs and the end of `pintu check`.
     pub fn summary(&self) -> String {
         format!(
-            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms)",
+            "release {}: {} permit types ({} rebuilt, {} reused), {} fixtures passed ({} reused), {} failed, {} problems, {} warnings ({} ms)",
             self.release,
             self.permits,
+            self.permits_rebuilt,
+            self.permits_reused,
             self.fixtures_passed,
+            self.fixtures_reused,
             self.fixtures_failed,
             self.diagnostics.len(),
             self.warnings.len(),
@@ -88,58 +113,105 @@ impl BuildReport {
     }
 }
 
-/// Builds a candidate from `tree`: parse, compile, load every permit, run every fixture.
+/// Builds a candidate from `tree` from scratch: parse, compile, load every permit, run every
+/// fixture.
 pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> {
+    build_on(tree, limits, None)
+}
+
+/// What one permit folder came to in a build.
+struct PermitOutcome {
+    permit: Option<Arc<Permit>>,
+    reused: bool,
+    load_problems: Vec<Diagnostic>,
+    fixture_problems: Vec<Diagnostic>,
+    passed: usize,
+}
+
+/// Builds a candidate from `tree`, reusing from `base` (the active release) every permit whose
+/// folder and whose imported library modules are the same in both trees: it was compiled and
+/// passed its fixtures with exactly these inputs, so it is taken as it is. Everything else is
+/// loaded, compiled and tested now, folders in parallel. The candidate is still one whole
+/// release, accepted or rejected as one.
+pub fn build_on(
+    tree: SourceTree,
+    limits: &Limits,
+    base: Option<&Release>,
+) -> Result<Release, BuildReport> {
     let started = Instant::now();
     let mut report = BuildReport {
         release: tree.id().to_owned(),
         ..BuildReport::default()
     };
 
-    let mut libs = BTreeMap::new();
-    let mut folders: BTreeMap<&str, PermitFiles<'_>> = BTreeMap::new();
-    for (path, text) in tree.files() {
-        let Some((top, rest)) = path.split_once('/') else {
-            continue; // top-level files (README and the like) are documentation
-        };
-        if top == LIB_DIR {
-            match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
-                Some(name) => {
-                    libs.insert(name.to_owned(), (path.clone(), text.clone()));
-                }
-                None if rest.ends_with(".md") => {}
-                None => report.diagnostics.push(Diagnostic::file(
-                    path,
-                    "lib/ holds only `<name>.rhai` modules",
-                )),
-            }
-            continue;
-        }
-        folders.entry(top).or_default().insert(rest, text.as_str());
-    }
+    let (libs, folders, mut layout) = split(&tree);
+    report.diagnostics.append(&mut layout);
+    let base = base.filter(|b| b.limits == *limits);
+    let base_layout = base.map(|b| split(&b.sources));
+    // Library modules whose text differs from the base (added and removed ones included): a
+    // permit importing one of them, even through another module, is built again.
+    let changed_libs: BTreeSet<&str> = match &base_layout {
+        Some((old, _, _)) => libs
+            .keys()
+            .chain(old.keys())
+            .filter(|name| libs.get(*name).map(|l| &l.1) != old.get(*name).map(|l| &l.1))
+            .map(String::as_str)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let lib_imports: BTreeMap<&str, Imports> = libs
+        .iter()
+        .map(|(name, (_, text))| (name.as_str(), imports::of(text)))
+        .collect();
 
-    let host = ScriptHost::new(limits, libs);
+    let host = ScriptHost::new(limits, libs.clone());
     report.diagnostics.extend(host.check_libs());
 
-    let mut permits = BTreeMap::new();
-    for (id, files) in &folders {
-        if !valid_id(id) {
-            report.diagnostics.push(Diagnostic::file(
-                format!("{id}/"),
-                format!("permit id `{id}` must be lowercase letters, digits, `-` or `_`"),
-            ));
-            continue;
-        }
-        match Permit::load(id, files, &host) {
-            Ok(p) => {
-                permits.insert((*id).to_owned(), p);
+    let entries: Vec<(&str, &PermitFiles<'_>)> = folders.iter().map(|(k, v)| (*k, v)).collect();
+    let outcomes: Vec<PermitOutcome> = entries
+        .par_iter()
+        .map(|(id, files)| {
+            let reusable = base.zip(base_layout.as_ref()).and_then(|(b, (_, old, _))| {
+                let same_folder = old.get(id) == Some(*files);
+                let same_libs = || {
+                    changed_libs.is_empty()
+                        || imports::closure(files, &lib_imports).is_some_and(|used| {
+                            !used.iter().any(|m| changed_libs.contains(m.as_str()))
+                        })
+                };
+                (same_folder && same_libs())
+                    .then(|| b.permits.get(*id).cloned())
+                    .flatten()
+            });
+            match reusable {
+                Some(permit) => PermitOutcome {
+                    passed: permit.fixtures.len(),
+                    permit: Some(permit),
+                    reused: true,
+                    load_problems: Vec::new(),
+                    fixture_problems: Vec::new(),
+                },
+                None => build_permit(id, files, &host),
             }
-            Err(mut d) => report.diagnostics.append(&mut d),
-        }
-    }
-    report.permits = permits.len();
+        })
+        .collect();
 
-    for permit in permits.values() {
+    let mut permits = BTreeMap::new();
+    let mut fixture_problems = Vec::new();
+    for outcome in outcomes {
+        report.diagnostics.extend(outcome.load_problems);
+        report.fixtures_failed += outcome.fixture_problems.len();
+        fixture_problems.extend(outcome.fixture_problems);
+        report.fixtures_passed += outcome.passed;
+        let Some(permit) = outcome.permit else {
+            continue;
+        };
+        if outcome.reused {
+            report.permits_reused += 1;
+            report.fixtures_reused += outcome.passed;
+        } else {
+            report.permits_rebuilt += 1;
+        }
         if permit.fixtures.is_empty() {
             report.warnings.push(Diagnostic::file(
                 format!("{}/permit.toml", permit.id),
@@ -149,16 +221,11 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
                 ),
             ));
         }
-        for (file, fixture) in &permit.fixtures {
-            match fixtures::run(permit, &host, file, fixture) {
-                Ok(()) => report.fixtures_passed += 1,
-                Err(d) => {
-                    report.fixtures_failed += 1;
-                    report.diagnostics.push(d);
-                }
-            }
-        }
+        permits.insert(permit.id.clone(), permit);
     }
+    // Problems loading a permit come before fixture failures, as when they ran in two passes.
+    report.diagnostics.append(&mut fixture_problems);
+    report.permits = permits.len();
     if permits.is_empty() && report.diagnostics.is_empty() {
         report.diagnostics.push(Diagnostic::file(
             ".",
@@ -175,7 +242,78 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
         host,
         permits,
         report,
+        limits: limits.clone(),
     })
+}
+
+/// Module name → (file, source) of `lib/`.
+type Libs = BTreeMap<String, (String, String)>;
+
+/// Splits a tree into its library modules and its permit folders; misplaced files in `lib/`
+/// are problems.
+fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagnostic>) {
+    let mut libs = BTreeMap::new();
+    let mut folders: BTreeMap<&str, PermitFiles<'_>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (path, text) in tree.files() {
+        let Some((top, rest)) = path.split_once('/') else {
+            continue; // top-level files (README and the like) are documentation
+        };
+        if top == LIB_DIR {
+            match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
+                Some(name) => {
+                    libs.insert(name.to_owned(), (path.clone(), text.clone()));
+                }
+                None if rest.ends_with(".md") => {}
+                None => problems.push(Diagnostic::file(
+                    path,
+                    "lib/ holds only `<name>.rhai` modules",
+                )),
+            }
+            continue;
+        }
+        folders.entry(top).or_default().insert(rest, text.as_str());
+    }
+    (libs, folders, problems)
+}
+
+/// Loads, compiles and tests one permit folder; its fixtures run in parallel, their problems
+/// kept in the fixtures' order.
+fn build_permit(id: &str, files: &PermitFiles<'_>, host: &ScriptHost) -> PermitOutcome {
+    let mut outcome = PermitOutcome {
+        permit: None,
+        reused: false,
+        load_problems: Vec::new(),
+        fixture_problems: Vec::new(),
+        passed: 0,
+    };
+    if !valid_id(id) {
+        outcome.load_problems.push(Diagnostic::file(
+            format!("{id}/"),
+            format!("permit id `{id}` must be lowercase letters, digits, `-` or `_`"),
+        ));
+        return outcome;
+    }
+    let permit = match Permit::load(id, files, host) {
+        Ok(p) => p,
+        Err(d) => {
+            outcome.load_problems = d;
+            return outcome;
+        }
+    };
+    let results: Vec<Result<(), Diagnostic>> = permit
+        .fixtures
+        .par_iter()
+        .map(|(file, fixture)| fixtures::run(&permit, host, file, fixture))
+        .collect();
+    for result in results {
+        match result {
+            Ok(()) => outcome.passed += 1,
+            Err(d) => outcome.fixture_problems.push(d),
+        }
+    }
+    outcome.permit = Some(Arc::new(permit));
+    outcome
 }
 
 fn valid_id(id: &str) -> bool {
@@ -393,6 +531,214 @@ required = false
             "{}",
             report.diagnostics[0]
         );
+    }
+
+    /// `files` with `changes` applied (an empty text removes the file).
+    fn changed(files: &[(&str, &str)], changes: &[(&str, &str)]) -> SourceTree {
+        let mut all: BTreeMap<String, String> = files
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect();
+        for (p, t) in changes {
+            if t.is_empty() {
+                all.remove(*p);
+            } else {
+                all.insert((*p).to_owned(), (*t).to_owned());
+            }
+        }
+        SourceTree::from_files(all)
+    }
+
+    fn built(r: Result<Release, BuildReport>) -> Release {
+        r.map_err(|r| r.diagnostics).unwrap()
+    }
+
+    /// (rebuilt, reused, fixtures reused) of a report.
+    fn reuse(r: &BuildReport) -> (usize, usize, usize) {
+        (r.permits_rebuilt, r.permits_reused, r.fixtures_reused)
+    }
+
+    const PLAIN: [(&str, &str); 6] = [
+        ("uji/permit.toml", PERMIT),
+        ("uji/levy.rhai", LEVY),
+        ("uji/tests/a.json", FIXTURE),
+        ("lain/permit.toml", PERMIT),
+        ("lain/levy.rhai", LEVY),
+        ("lain/tests/a.json", FIXTURE),
+    ];
+
+    #[test]
+    fn a_change_to_one_permit_rebuilds_and_retests_only_that_one() {
+        let limits = Limits::default();
+        let base = built(build(tree(&PLAIN), &limits));
+        assert_eq!(reuse(&base.report), (2, 0, 0));
+        let next = built(build_on(
+            changed(
+                &PLAIN,
+                &[(
+                    "lain/tests/b.json",
+                    r#"{"data": {"x": "20"}, "expect": {"total": "2"}}"#,
+                )],
+            ),
+            &limits,
+            Some(&base),
+        ));
+        assert_eq!(reuse(&next.report), (1, 1, 1), "{}", next.report.summary());
+        assert_eq!(next.report.fixtures_passed, 3);
+        assert!(Arc::ptr_eq(&next.permits["uji"], &base.permits["uji"]));
+        assert!(!Arc::ptr_eq(&next.permits["lain"], &base.permits["lain"]));
+        // The reused permit serves from the new release like any other.
+        let out = validate_uji(&next, &serde_json::json!({"x": "1"}));
+        assert_eq!(out["valid"], true, "{out}");
+
+        // A removed permit is gone, the rest reused; other limits rebuild everything.
+        let fewer = built(build_on(
+            changed(
+                &PLAIN,
+                &[
+                    ("lain/permit.toml", ""),
+                    ("lain/levy.rhai", ""),
+                    ("lain/tests/a.json", ""),
+                ],
+            ),
+            &limits,
+            Some(&next),
+        ));
+        assert_eq!((fewer.report.permits, reuse(&fewer.report)), (1, (0, 1, 1)));
+        let other = Limits {
+            max_operations: 1000,
+            ..Limits::default()
+        };
+        let rebuilt = built(build_on(tree(&PLAIN), &other, Some(&base)));
+        assert_eq!(reuse(&rebuilt.report), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_library_change_retests_every_permit_importing_it_directly_or_not() {
+        let levy_with = |m: &str| {
+            format!("import \"{m}\" as m;\nfn levy(data, params) {{\n  #{{ items: [#{{ code: \"a\", label: \"A\", amount: m::rate(data.x) }}] }}\n}}\n")
+        };
+        let (via, direct) = (levy_with("tarif"), levy_with("dasar"));
+        let files = [
+            ("lib/dasar.rhai", "fn rate(x) { x / 10 }\n"),
+            (
+                "lib/tarif.rhai",
+                "import \"dasar\" as d;\nfn rate(x) { d::rate(x) }\n",
+            ),
+            ("lib/lain.rhai", "fn apa() { 1 }\n"),
+            ("lewat/permit.toml", PERMIT),
+            ("lewat/levy.rhai", via.as_str()),
+            ("lewat/tests/a.json", FIXTURE),
+            ("langsung/permit.toml", PERMIT),
+            ("langsung/levy.rhai", direct.as_str()),
+            ("langsung/tests/a.json", FIXTURE),
+            ("bebas/permit.toml", PERMIT),
+            ("bebas/levy.rhai", LEVY),
+            ("bebas/tests/a.json", FIXTURE),
+        ];
+        let limits = Limits::default();
+        let base = built(build(tree(&files), &limits));
+
+        // `dasar` is imported by `langsung` and, through `tarif`, by `lewat`.
+        let next = built(build_on(
+            changed(
+                &files,
+                &[("lib/dasar.rhai", "fn rate(x) {\n  x * 0.1\n}\n")],
+            ),
+            &limits,
+            Some(&base),
+        ));
+        assert_eq!(reuse(&next.report), (2, 1, 1), "{}", next.report.summary());
+        assert!(Arc::ptr_eq(&next.permits["bebas"], &base.permits["bebas"]));
+
+        // `tarif` only by `lewat`; a module nobody imports rebuilds nothing.
+        let tarif =
+            "import \"dasar\" as d;\n// by the regional regulation\nfn rate(x) { d::rate(x) }\n";
+        let next = built(build_on(
+            changed(&files, &[("lib/tarif.rhai", tarif)]),
+            &limits,
+            Some(&base),
+        ));
+        assert_eq!(reuse(&next.report), (1, 2, 2), "{}", next.report.summary());
+        let next = built(build_on(
+            changed(&files, &[("lib/lain.rhai", "fn apa() { 2 }\n")]),
+            &limits,
+            Some(&base),
+        ));
+        assert_eq!(reuse(&next.report), (0, 3, 3), "{}", next.report.summary());
+
+        // A library change that breaks an importer's fixture is rejected, naming the fixture,
+        // even though that permit's folder did not change.
+        let report = build_on(
+            changed(&files, &[("lib/dasar.rhai", "fn rate(x) { x / 5 }\n")]),
+            &limits,
+            Some(&base),
+        )
+        .err()
+        .unwrap();
+        let files_named: Vec<&str> = report.diagnostics.iter().map(|d| d.file.as_str()).collect();
+        assert_eq!(files_named, ["langsung/tests/a.json", "lewat/tests/a.json"]);
+        assert_eq!(report.diagnostics[0].message, "expected total 1, got 2");
+        assert_eq!(reuse(&report), (2, 1, 1));
+
+        // Removing a module its importers need is rejected too.
+        let report = build_on(
+            changed(&files, &[("lib/tarif.rhai", "")]),
+            &limits,
+            Some(&base),
+        )
+        .err()
+        .unwrap();
+        let d = &report.diagnostics[0];
+        assert_eq!(d.file, "lewat/levy.rhai", "{d}");
+        assert!(
+            d.message.contains("tarif") && d.message.contains("lewat/tests/a.json"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_broken_change_on_a_base_is_rejected_with_its_diagnostic() {
+        let limits = Limits::default();
+        let base = built(build(tree(&PLAIN), &limits));
+        let report = build_on(
+            changed(
+                &PLAIN,
+                &[("lain/levy.rhai", "fn levy(data, params) {\n  let = 1;\n}\n")],
+            ),
+            &limits,
+            Some(&base),
+        )
+        .err()
+        .unwrap();
+        let d = &report.diagnostics[0];
+        assert_eq!((d.file.as_str(), d.line), ("lain/levy.rhai", 2), "{d}");
+        assert_eq!(report.permits_reused, 1);
+    }
+
+    #[test]
+    fn fixtures_run_in_parallel_but_report_in_a_fixed_order() {
+        let wrong = r#"{"data": {"x": "10"}, "expect": {"total": "7"}}"#;
+        let mut files: Vec<(String, String)> = Vec::new();
+        for p in 0..12 {
+            files.push((format!("p{p:02}/permit.toml"), PERMIT.to_owned()));
+            files.push((format!("p{p:02}/levy.rhai"), LEVY.to_owned()));
+            for f in 0..5 {
+                files.push((format!("p{p:02}/tests/f{f}.json"), wrong.to_owned()));
+            }
+        }
+        let expected: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.contains("/tests/"))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let tree = SourceTree::from_files(files.into_iter().collect());
+        for _ in 0..3 {
+            let report = build(tree.clone(), &Limits::default()).err().unwrap();
+            let got: Vec<&str> = report.diagnostics.iter().map(|d| d.file.as_str()).collect();
+            assert_eq!(got, expected);
+            assert_eq!(report.fixtures_failed, 60);
+        }
     }
 
     #[test]

@@ -483,7 +483,9 @@ impl ReleaseManager {
 
     async fn build(&self, tree: SourceTree) -> Result<Result<Release, BuildReport>, ReleaseError> {
         let limits = self.limits.clone();
-        tokio::task::spawn_blocking(move || release::build(tree, &limits))
+        // Permits unchanged since the active release are reused from it, not rebuilt.
+        let base = self.current();
+        tokio::task::spawn_blocking(move || release::build_on(tree, &limits, base.as_deref()))
             .await
             .map_err(ReleaseError::BuildCrashed)
     }
