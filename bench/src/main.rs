@@ -337,7 +337,7 @@ fn scale_rows(bench: &Bench, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             rows.push(Row {
                 what: format!("reload, save → /health new release, {label}, {q}"),
                 pintu: format!("{} ({failed})", ms(d)),
-                baseline_name: "target 150 ms (= default reload_debounce_ms)".into(),
+                baseline_name: "target 150 ms".into(),
                 baseline: "150.00 ms".into(),
                 ratio: times(d.as_secs_f64(), 0.150),
             });

@@ -98,17 +98,17 @@ impl BuildReport {
     /// One line for logs and the end of `pintu check`.
     pub fn summary(&self) -> String {
         format!(
-            "release {}: {} permit types ({} rebuilt, {} reused), {} fixtures passed ({} reused), {} failed, {} problems, {} warnings ({} ms)",
+            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms; {} permit types rebuilt, {} reused with {} fixtures)",
             self.release,
             self.permits,
-            self.permits_rebuilt,
-            self.permits_reused,
             self.fixtures_passed,
-            self.fixtures_reused,
             self.fixtures_failed,
             self.diagnostics.len(),
             self.warnings.len(),
-            self.duration.as_millis()
+            self.duration.as_millis(),
+            self.permits_rebuilt,
+            self.permits_reused,
+            self.fixtures_reused,
         )
     }
 }

@@ -45,9 +45,9 @@ pub fn of(text: &str) -> Imports {
 /// Every module the scripts of a permit folder import, directly or through other modules
 /// (`libs` maps each module of the candidate to its own imports); `None` when that may be any
 /// module. Names of modules that do not exist are included, so adding one counts as a change.
-pub fn closure<'a>(
+pub fn closure(
     files: &PermitFiles<'_>,
-    libs: &std::collections::BTreeMap<&'a str, Imports>,
+    libs: &std::collections::BTreeMap<&str, Imports>,
 ) -> Option<BTreeSet<String>> {
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = Vec::new();
