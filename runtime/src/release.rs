@@ -95,10 +95,19 @@ impl BuildReport {
         self.diagnostics.is_empty()
     }
 
-    /// One line for logs and the end of `pintu check`.
+    /// One line for logs and the end of `pintu check`; what was reused is said only when
+    /// something was.
     pub fn summary(&self) -> String {
+        let reuse = if self.permits_reused == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} permit types rebuilt, {} reused with their {} fixtures",
+                self.permits_rebuilt, self.permits_reused, self.fixtures_reused
+            )
+        };
         format!(
-            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms; {} permit types rebuilt, {} reused with {} fixtures)",
+            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms{reuse})",
             self.release,
             self.permits,
             self.fixtures_passed,
@@ -106,9 +115,6 @@ impl BuildReport {
             self.diagnostics.len(),
             self.warnings.len(),
             self.duration.as_millis(),
-            self.permits_rebuilt,
-            self.permits_reused,
-            self.fixtures_reused,
         )
     }
 }
