@@ -15,7 +15,7 @@ use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::levy::{self, Assessment};
 use crate::scripts::shared::{into_map, SharedMap};
-use crate::scripts::{Script, ScriptError, ScriptErrorKind, ScriptHost};
+use crate::scripts::{CallContext, Script, ScriptError, ScriptErrorKind, ScriptHost};
 use fields::{check_record, Field, FieldDef, FieldError, FieldType};
 use messages::Problem;
 
@@ -325,6 +325,7 @@ impl Permit {
     pub fn check(
         &self,
         host: &ScriptHost,
+        context: &CallContext,
         data: &Json,
         params: &SharedMap,
         language: Language,
@@ -352,6 +353,7 @@ impl Permit {
         }
         if let Some(script) = &self.validate {
             let out = host.call(
+                context,
                 script,
                 "validate",
                 // The data stays a plain map: it is small, and scripts read many of its fields,
@@ -419,6 +421,7 @@ impl Permit {
     pub fn assess(
         &self,
         host: &ScriptHost,
+        context: &CallContext,
         data: Map,
         params: &SharedMap,
     ) -> Result<Option<Assessment>, ScriptError> {
@@ -426,6 +429,7 @@ impl Permit {
             return Ok(None);
         };
         let out = host.call(
+            context,
             script,
             "levy",
             (Dynamic::from_map(data), Dynamic::from(params.clone())),

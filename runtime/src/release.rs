@@ -416,6 +416,7 @@ mod tests {
         let errors = match pipeline::evaluate(
             permit,
             &release.host,
+            &crate::scripts::CallContext::default(),
             data,
             &permit.params,
             Kind::Validate,

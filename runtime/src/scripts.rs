@@ -48,22 +48,35 @@ impl ScriptError {
     }
 }
 
-thread_local! {
-    /// The office date of the evaluation running on this thread, for `today()`. `None` in
-    /// fixtures that did not set one, so a rule reading the date cannot pass by luck.
-    static TODAY: Cell<Option<chrono::NaiveDate>> = const { Cell::new(None) };
+/// What one script call knows beyond its arguments. It is passed to every call explicitly and
+/// travels with that call inside the engine (Rhai's call tag), so calls never share state
+/// through the thread that runs them and may interleave freely.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The office date `today()` answers. `None` in fixtures that did not set one, so a rule
+    /// reading the date cannot pass by luck.
+    pub today: Option<chrono::NaiveDate>,
 }
 
-/// Runs `f` with `today()` answering `date` on this thread.
-pub fn with_today<T>(date: Option<chrono::NaiveDate>, f: impl FnOnce() -> T) -> T {
-    let previous = TODAY.with(|t| t.replace(date));
-    let out = f();
-    TODAY.with(|t| t.set(previous));
-    out
+impl CallContext {
+    pub fn on(today: chrono::NaiveDate) -> Self {
+        Self { today: Some(today) }
+    }
 }
 
-pub(crate) fn today() -> Option<chrono::NaiveDate> {
-    TODAY.with(Cell::get)
+/// The context as the native functions of one call read it: the caller's, plus the deadline
+/// the host set for that call.
+#[derive(Debug, Clone)]
+pub(crate) struct CallState {
+    pub today: Option<chrono::NaiveDate>,
+    pub deadline: Option<deadline::Deadline>,
+}
+
+/// The state of the call `ctx` belongs to; `None` outside a call (library top-level code
+/// runs at build time, before any call).
+pub(crate) fn call_state(ctx: &rhai::NativeCallContext) -> Option<CallState> {
+    ctx.tag()
+        .and_then(|tag| tag.read_lock::<CallState>().map(|s| s.clone()))
 }
 
 /// The engine of one release, with its shared library modules.
@@ -148,7 +161,8 @@ impl ScriptHost {
             .into_iter()
             .filter_map(|name| {
                 let file = self.libs.file_of(&name);
-                let loaded = deadline::run(self.timeout, || {
+                let deadline = deadline::Deadline::after(self.timeout);
+                let loaded = deadline::watching(&deadline, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| {
                         self.libs.load(&self.engine, &name, Position::NONE)
                     }))
@@ -163,21 +177,28 @@ impl ScriptHost {
             .collect()
     }
 
-    /// Calls `func` in `script` under the sandbox limits and the wall-clock deadline.
+    /// Calls `func` in `script` in `context`, under the sandbox limits and a wall-clock
+    /// deadline set for this call.
     pub fn call(
         &self,
+        context: &CallContext,
         script: &Script,
         func: &str,
         args: impl FuncArgs,
     ) -> Result<Dynamic, ScriptError> {
         let mut scope = Scope::new();
+        let deadline = deadline::Deadline::after(self.timeout);
+        let state = CallState {
+            today: context.today,
+            deadline: Some(deadline.clone()),
+        };
         // INVARIANT: a panic below the engine (a dependency's arithmetic, a native function)
         // fails this one call with a located error; it must never reach the caller, which would
         // answer without recording the decision.
-        let result = deadline::run(self.timeout, || {
+        let result = deadline::watching(&deadline, || {
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.engine.call_fn_with_options::<Dynamic>(
-                    CallFnOptions::new().eval_ast(true),
+                    CallFnOptions::new().eval_ast(true).with_tag(state),
                     &mut scope,
                     &script.ast,
                     func,
@@ -481,8 +502,32 @@ mod tests {
     fn literals_are_exact_decimals() {
         let h = host(&[]);
         let s = h.compile("t.rhai", "fn f() { 0.1 + 0.2 }").unwrap();
-        let out = h.call(&s, "f", ()).unwrap().cast::<Decimal>();
+        let out = h
+            .call(&CallContext::default(), &s, "f", ())
+            .unwrap()
+            .cast::<Decimal>();
         assert_eq!(out, Decimal::from_str_exact("0.3").unwrap());
+    }
+
+    #[test]
+    fn the_office_date_travels_with_the_call_not_the_thread() {
+        let h = host(&[]);
+        let s = h.compile("p/v.rhai", "fn f() { today() }").unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let context = CallContext::on(date);
+        // The context is made on this thread and the call runs on another, as an evaluation
+        // resumed after an async step may.
+        let out = std::thread::scope(|t| t.spawn(|| h.call(&context, &s, "f", ())).join().unwrap())
+            .unwrap();
+        assert_eq!(out.to_string(), "2026-11-27");
+        // Calls on one thread each answer their own context's date.
+        let other = CallContext::on(date.succ_opt().unwrap());
+        assert_eq!(
+            h.call(&other, &s, "f", ()).unwrap().to_string(),
+            "2026-11-28"
+        );
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
+        assert!(e.message.contains("today() has no date here"), "{e}");
     }
 
     #[test]
@@ -494,7 +539,13 @@ mod tests {
                 "import \"money\" as m;\nfn f(x) { m::double(x) }",
             )
             .unwrap();
-        assert_eq!(h.call(&s, "f", (21_i64,)).unwrap().as_int().unwrap(), 42);
+        assert_eq!(
+            h.call(&CallContext::default(), &s, "f", (21_i64,))
+                .unwrap()
+                .as_int()
+                .unwrap(),
+            42
+        );
     }
 
     #[test]
@@ -506,7 +557,7 @@ mod tests {
                 "import \"../../etc/passwd\" as m;\nfn f() { 1 }",
             )
             .unwrap();
-        let e = h.call(&s, "f", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
         assert!(e.message.contains("../../etc/passwd"), "{e}");
     }
 
@@ -527,7 +578,7 @@ mod tests {
         let s = h
             .compile("p/levy.rhai", "fn f() {\n  let x = 1;\n  x + \"a\" * 2\n}")
             .unwrap();
-        let e = h.call(&s, "f", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
         assert_eq!(e.location.file, "p/levy.rhai");
         assert_eq!(e.location.line, 3, "{e}");
     }
@@ -536,7 +587,7 @@ mod tests {
     fn infinite_loop_stops_at_a_limit() {
         let h = host(&[]);
         let s = h.compile("p/v.rhai", "fn f() { loop { } }").unwrap();
-        let e = h.call(&s, "f", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
         assert_eq!(e.kind, ScriptErrorKind::Limit, "{e}");
     }
 
@@ -550,7 +601,7 @@ mod tests {
         let h = ScriptHost::new(&limits, BTreeMap::new());
         let s = h.compile("p/v.rhai", "fn f() { loop { } }").unwrap();
         let started = Instant::now();
-        let e = h.call(&s, "f", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
         assert!(e.message.contains("wall-clock"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
@@ -565,11 +616,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            h.call(&s, "deep", (0_i64,)).unwrap_err().kind,
+            h.call(&CallContext::default(), &s, "deep", (0_i64,))
+                .unwrap_err()
+                .kind,
             ScriptErrorKind::Limit
         );
         assert_eq!(
-            h.call(&s, "big", ()).unwrap_err().kind,
+            h.call(&CallContext::default(), &s, "big", ())
+                .unwrap_err()
+                .kind,
             ScriptErrorKind::Limit
         );
     }
@@ -592,7 +647,7 @@ mod tests {
             .unwrap();
         let xs: rhai::Array = (0..10_000).map(|i| Dynamic::from(format!("{i}"))).collect();
         let started = Instant::now();
-        let out = h.call(&s, "f", (xs,));
+        let out = h.call(&CallContext::default(), &s, "f", (xs,));
         println!(
             "400 scans of 10,000 items under a 50 ms limit: {:?} after {:?}",
             out.as_ref()
@@ -649,14 +704,14 @@ mod tests {
                 "fn f() {\n  let x = decimal(\"79228162514264337593543950335\");\n  x * 2\n}\nfn g() {\n  round_money(decimal(\"79228162514264337593543950335\"), \"ceil_100\")\n}",
             )
             .unwrap();
-        let e = h.call(&s, "f", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "f", ()).unwrap_err();
         assert_eq!(
             (e.kind, e.location.line),
             (ScriptErrorKind::Runtime, 3),
             "{e}"
         );
         assert!(e.message.contains("overflow"), "{e}");
-        let e = h.call(&s, "g", ()).unwrap_err();
+        let e = h.call(&CallContext::default(), &s, "g", ()).unwrap_err();
         assert_eq!(
             (e.kind, e.location.line),
             (ScriptErrorKind::Runtime, 6),
@@ -677,14 +732,25 @@ mod tests {
             )
             .unwrap();
         let e = h
-            .call(&s, "levy", (Dynamic::UNIT, Dynamic::UNIT))
+            .call(
+                &CallContext::default(),
+                &s,
+                "levy",
+                (Dynamic::UNIT, Dynamic::UNIT),
+            )
             .unwrap_err();
         assert_eq!(e.kind, ScriptErrorKind::Runtime, "{e}");
         assert_eq!(e.location.file, "p/levy.rhai");
         assert_eq!(e.location.line, 1, "{e}");
         assert!(e.message.contains("native bug"), "{e}");
         // The host keeps working on the same thread.
-        assert_eq!(h.call(&s, "ok", ()).unwrap().as_int().unwrap(), 1);
+        assert_eq!(
+            h.call(&CallContext::default(), &s, "ok", ())
+                .unwrap()
+                .as_int()
+                .unwrap(),
+            1
+        );
     }
 
     #[test]
@@ -702,7 +768,9 @@ mod tests {
         table.insert("pagar".into(), Dynamic::from_map(row));
         let table = Dynamic::from_map(table);
 
-        let e = h.call(&s, "f", (table.clone(),)).unwrap_err();
+        let e = h
+            .call(&CallContext::default(), &s, "f", (table.clone(),))
+            .unwrap_err();
         assert_eq!(
             (e.location.file.as_str(), e.location.line),
             ("p/levy.rhai", 3)
@@ -713,11 +781,15 @@ mod tests {
             "{e}"
         );
 
-        let e = h.call(&s, "g", (table.clone(),)).unwrap_err();
+        let e = h
+            .call(&CallContext::default(), &s, "g", (table.clone(),))
+            .unwrap_err();
         assert_eq!(e.location.line, 7, "{e}");
         assert!(e.message.contains("in `t.pagar.indeks * 2`"), "{e}");
 
-        let e = h.call(&s, "h", (table,)).unwrap_err();
+        let e = h
+            .call(&CallContext::default(), &s, "h", (table,))
+            .unwrap_err();
         assert_eq!(
             (e.location.file.as_str(), e.location.line),
             ("lib/angka.rhai", 2)

@@ -12,7 +12,7 @@ use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::scripts::api::parse_decimal;
 use crate::scripts::value::{decimal_string, json_to_dynamic};
-use crate::scripts::ScriptHost;
+use crate::scripts::{CallContext, ScriptHost};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,12 +84,13 @@ pub fn run(
         })?),
         None => None,
     };
-    crate::scripts::with_today(today, || run_at(permit, host, file, fixture))
+    run_at(permit, host, &CallContext { today }, file, fixture)
 }
 
 fn run_at(
     permit: &Permit,
     host: &ScriptHost,
+    context: &CallContext,
     file: &str,
     fixture: &Fixture,
 ) -> Result<(), Diagnostic> {
@@ -115,8 +116,15 @@ fn run_at(
         ..e.location
     };
     // Fixtures assert field names only; messages are in the default language.
-    let checked = pipeline::check(permit, host, &fixture.data, &params, Language::default())
-        .map_err(in_fixture)?;
+    let checked = pipeline::check(
+        permit,
+        host,
+        context,
+        &fixture.data,
+        &params,
+        Language::default(),
+    )
+    .map_err(in_fixture)?;
     let (errors, valid_data) = match checked {
         Err(errors) => (errors, None),
         Ok(valid) => (Vec::new(), Some(valid)),

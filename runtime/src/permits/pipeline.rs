@@ -11,7 +11,7 @@ use super::Permit;
 use crate::config::Language;
 use crate::levy::Assessment;
 use crate::scripts::shared::SharedMap;
-use crate::scripts::{ScriptError, ScriptHost};
+use crate::scripts::{CallContext, ScriptError, ScriptHost};
 
 /// What a request may evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,16 +42,18 @@ pub enum Outcome {
 }
 
 /// Runs the pipeline for `kind` on `data` with `params` (the permit's own, or a fixture's
-/// overrides of them). Runtime messages are in `language`.
+/// overrides of them) in the scripts' `context` (the office date). Runtime messages are in
+/// `language`.
 pub fn evaluate(
     permit: &Permit,
     host: &ScriptHost,
+    context: &CallContext,
     data: &Json,
     params: &SharedMap,
     kind: Kind,
     language: Language,
 ) -> Result<Outcome, ScriptError> {
-    let valid = match check(permit, host, data, params, language)? {
+    let valid = match check(permit, host, context, data, params, language)? {
         Ok(valid) => valid,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
@@ -67,17 +69,19 @@ pub fn evaluate(
 pub fn check<'a>(
     permit: &'a Permit,
     host: &'a ScriptHost,
+    context: &'a CallContext,
     data: &Json,
     params: &'a SharedMap,
     language: Language,
 ) -> Result<Result<Valid<'a>, Vec<FieldError>>, ScriptError> {
-    let checked = permit.check(host, data, params, language)?;
+    let checked = permit.check(host, context, data, params, language)?;
     if !checked.errors.is_empty() {
         return Ok(Err(checked.errors));
     }
     Ok(Ok(Valid {
         permit,
         host,
+        context,
         params,
         data: checked.data,
     }))
@@ -87,6 +91,7 @@ pub fn check<'a>(
 pub struct Valid<'a> {
     permit: &'a Permit,
     host: &'a ScriptHost,
+    context: &'a CallContext,
     params: &'a SharedMap,
     data: Map,
 }
@@ -94,7 +99,8 @@ pub struct Valid<'a> {
 impl Valid<'_> {
     /// Runs `levy.rhai`; `None` when the permit has no levy.
     pub fn assess(self) -> Result<Option<Assessment>, ScriptError> {
-        self.permit.assess(self.host, self.data, self.params)
+        self.permit
+            .assess(self.host, self.context, self.data, self.params)
     }
 }
 

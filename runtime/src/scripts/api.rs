@@ -3,7 +3,11 @@
 //! in step.
 
 use chrono::{Datelike, Days, Months, NaiveDate, Weekday};
-use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, INT};
+use rhai::{
+    Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, NativeCallContext, INT,
+};
+
+use super::deadline::Deadline;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::str::FromStr;
 
@@ -90,8 +94,8 @@ pub fn register(engine: &mut Engine) {
         .with_comments([
             "/// The office's date of this evaluation (YYYY-MM-DD); fixtures set it with `today`.",
         ])
-        .register_into_engine(engine, || {
-            super::today().map(iso).ok_or_else(|| {
+        .register_into_engine(engine, |ctx: NativeCallContext| {
+            super::call_state(&ctx).and_then(|s| s.today).map(iso).ok_or_else(|| {
                 err("today() has no date here: a fixture of rules that read the date must set `today`"
                     .to_owned())
             })
@@ -156,8 +160,9 @@ pub fn register(engine: &mut Engine) {
         "is_working_day",
         ["date: string", "holidays: array", "bool"],
         "Not a Saturday, Sunday or one of `holidays` (YYYY-MM-DD strings).",
-        |s: &str, holidays: rhai::Array| {
-            let holidays = holiday_list(&holidays)?;
+        |ctx: NativeCallContext, s: &str, holidays: rhai::Array| {
+            let deadline = deadline_of(&ctx);
+            let holidays = holiday_list(&holidays, deadline.as_ref())?;
             Ok::<_, Box<EvalAltResult>>(is_working_day(parse_date(s)?, &holidays))
         }
     );
@@ -166,11 +171,17 @@ pub fn register(engine: &mut Engine) {
         "add_working_days",
         ["date: string", "n: int", "holidays: array", "string"],
         "The date `n` working days after `date`, not counting `date` itself.",
-        |s: &str, n: INT, holidays: rhai::Array| {
-            let holidays = holiday_list(&holidays)?;
-            add_working_days(parse_date(s)?, n, &holidays).map(iso)
+        |ctx: NativeCallContext, s: &str, n: INT, holidays: rhai::Array| {
+            let deadline = deadline_of(&ctx);
+            let holidays = holiday_list(&holidays, deadline.as_ref())?;
+            add_working_days(parse_date(s)?, n, &holidays, deadline.as_ref()).map(iso)
         }
     );
+}
+
+/// The deadline of the call `ctx` belongs to, for native functions that loop.
+fn deadline_of(ctx: &NativeCallContext) -> Option<Deadline> {
+    super::call_state(ctx).and_then(|s| s.deadline)
 }
 
 fn err(message: String) -> Box<EvalAltResult> {
@@ -406,11 +417,11 @@ fn add_months(s: &str, n: INT) -> Res<String> {
 
 /// Holidays sorted for binary search. Parsing a long list is the slow part of the working-day
 /// functions, so it stops at the script's deadline.
-fn holiday_list(holidays: &rhai::Array) -> Res<Vec<NaiveDate>> {
+fn holiday_list(holidays: &rhai::Array, deadline: Option<&Deadline>) -> Res<Vec<NaiveDate>> {
     let mut out = Vec::with_capacity(holidays.len());
     for (i, h) in holidays.iter().enumerate() {
-        if i % 256 == 255 {
-            super::deadline::check()?;
+        if let Some(d) = deadline.filter(|_| i % 256 == 255) {
+            d.check()?;
         }
         let s = h.clone().try_cast::<ImmutableString>().ok_or_else(|| {
             err(format!(
@@ -431,7 +442,12 @@ pub fn is_working_day(d: NaiveDate, holidays: &[NaiveDate]) -> bool {
 
 /// Counts `n` working days forward (or backward when negative) from `d`, not counting `d`;
 /// `holidays` sorted. The walk stops at the script's deadline.
-pub fn add_working_days(d: NaiveDate, n: INT, holidays: &[NaiveDate]) -> Res<NaiveDate> {
+pub fn add_working_days(
+    d: NaiveDate,
+    n: INT,
+    holidays: &[NaiveDate],
+    deadline: Option<&Deadline>,
+) -> Res<NaiveDate> {
     if n.unsigned_abs() > 10_000 {
         return Err(err(format!("too many working days: {n}")));
     }
@@ -447,8 +463,8 @@ pub fn add_working_days(d: NaiveDate, n: INT, holidays: &[NaiveDate]) -> Res<Nai
         if is_working_day(current, holidays) {
             left -= 1;
         }
-        if left.is_multiple_of(256) {
-            super::deadline::check()?;
+        if let Some(d) = deadline.filter(|_| left.is_multiple_of(256)) {
+            d.check()?;
         }
     }
     Ok(current)
@@ -577,20 +593,20 @@ mod tests {
         let holiday = parse_date("2026-12-01").unwrap();
         // Fri + 1 working day = Mon; + 2 skips the holiday on Tue to Wed.
         assert_eq!(
-            iso(add_working_days(friday, 1, &[holiday]).unwrap()),
+            iso(add_working_days(friday, 1, &[holiday], None).unwrap()),
             "2026-11-30"
         );
         assert_eq!(
-            iso(add_working_days(friday, 2, &[holiday]).unwrap()),
+            iso(add_working_days(friday, 2, &[holiday], None).unwrap()),
             "2026-12-02"
         );
         assert_eq!(
-            iso(add_working_days(friday, -1, &[]).unwrap()),
+            iso(add_working_days(friday, -1, &[], None).unwrap()),
             "2026-11-26"
         );
         assert!(!is_working_day(parse_date("2026-11-28").unwrap(), &[]));
         let unsorted: rhai::Array = vec!["2026-12-25".into(), "2026-12-01".into()];
-        let list = holiday_list(&unsorted).unwrap();
+        let list = holiday_list(&unsorted, None).unwrap();
         assert!(!is_working_day(holiday, &list));
         assert!(!is_working_day(parse_date("2026-12-25").unwrap(), &list));
     }
@@ -598,9 +614,8 @@ mod tests {
     #[test]
     fn working_day_walk_stops_at_the_deadline() {
         let friday = parse_date("2026-11-27").unwrap();
-        let e = super::super::deadline::run(std::time::Duration::ZERO, || {
-            add_working_days(friday, 10_000, &[]).unwrap_err()
-        });
+        let deadline = Deadline::after(std::time::Duration::ZERO);
+        let e = add_working_days(friday, 10_000, &[], Some(&deadline)).unwrap_err();
         assert!(
             matches!(*e, EvalAltResult::ErrorTerminated(..)),
             "the walk stops with the wall-clock error: {e}"

@@ -1,11 +1,13 @@
-//! The wall-clock limit of script work. A watchdog thread raises a per-call flag when the call's
+//! The wall-clock limit of script work. A watchdog thread raises a call's flag when its
 //! deadline passes; the engine's progress callback reads that flag on every operation (one
 //! atomic load, where reading the clock on every operation would cost more than many operations
 //! do), and native functions that loop read it too. So a script stops within about one
 //! operation of its limit, however slow each operation is.
 //!
-//! The deadline of the call running on a thread travels in a thread-local, as the progress
-//! callback is engine-wide and receives nothing but the operation count.
+//! A [`Deadline`] is a value: the call's context carries it to native functions (the call's
+//! tag). The progress callback is the one place Rhai passes nothing but an operation count, so
+//! for the span of one synchronous engine call ([`watching`]) the deadline is also installed on
+//! the thread running it; nothing else reads that, and it never outlives the call.
 
 use std::cell::RefCell;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
@@ -27,63 +29,73 @@ const PRUNE_FROM: usize = 1024;
 /// The reason a script was stopped, as Rhai's `ErrorTerminated` carries it.
 pub const WALL_CLOCK: &str = "wall-clock limit";
 
-struct Current {
+/// The moment one call's script work must stop, and the flag the watchdog raises then.
+#[derive(Debug, Clone)]
+pub struct Deadline {
     expired: Arc<AtomicBool>,
     at: Instant,
 }
 
-thread_local! {
-    /// Deadline of the script work running on this thread; the progress callback and looping
-    /// native functions read it.
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+impl Deadline {
+    /// A deadline `timeout` from now, armed with the watchdog.
+    pub fn after(timeout: Duration) -> Self {
+        let now = Instant::now();
+        // A timeout too large to represent is as good as none.
+        let at = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+        let expired = Arc::new(AtomicBool::new(false));
+        if let Some(w) = watchdog() {
+            w.arm(at, Arc::downgrade(&expired));
+        }
+        Self { expired, at }
+    }
+
+    /// Whether the deadline has passed (the watchdog's flag, or the clock).
+    pub fn passed(&self) -> bool {
+        self.expired.load(Ordering::Relaxed) || Instant::now() >= self.at
+    }
+
+    /// For native functions that loop: an error stopping the script once the deadline has
+    /// passed.
+    pub fn check(&self) -> Result<(), Box<EvalAltResult>> {
+        if self.passed() {
+            Err(EvalAltResult::ErrorTerminated(Dynamic::from(WALL_CLOCK), Position::NONE).into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// For the progress callback: the flag on every operation, the clock now and then.
+    fn passed_after(&self, ops: u64) -> bool {
+        self.expired.load(Ordering::Relaxed)
+            || (ops.is_multiple_of(CLOCK_CHECK_EVERY) && Instant::now() >= self.at)
+    }
 }
 
-/// Runs `f` with a deadline `timeout` from now on this thread.
-pub fn run<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
-    let now = Instant::now();
-    // A timeout too large to represent is as good as none.
-    let at = now
-        .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-    let expired = Arc::new(AtomicBool::new(false));
-    if let Some(w) = watchdog() {
-        w.arm(at, Arc::downgrade(&expired));
-    }
-    let previous = CURRENT.with(|c| c.replace(Some(Current { expired, at })));
+thread_local! {
+    /// The deadline of the engine call running on this thread, for the progress callback only.
+    static WATCHED: RefCell<Option<Deadline>> = const { RefCell::new(None) };
+}
+
+/// Runs the synchronous engine call `f` with the progress callback watching `deadline`.
+pub fn watching<T>(deadline: &Deadline, f: impl FnOnce() -> T) -> T {
+    let previous = WATCHED.with(|c| c.replace(Some(deadline.clone())));
     // Restores the outer deadline even if `f` unwinds.
-    struct Restore(Option<Current>);
+    struct Restore(Option<Deadline>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let previous = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = previous);
+            WATCHED.with(|c| *c.borrow_mut() = previous);
         }
     }
     let _restore = Restore(previous);
     f()
 }
 
-/// For the progress callback: whether the work on this thread is past its deadline.
+/// For the progress callback: whether the engine call on this thread is past its deadline.
 pub fn expired_after(ops: u64) -> bool {
-    CURRENT.with(|c| {
-        c.borrow().as_ref().is_some_and(|cur| {
-            cur.expired.load(Ordering::Relaxed)
-                || (ops.is_multiple_of(CLOCK_CHECK_EVERY) && Instant::now() >= cur.at)
-        })
-    })
-}
-
-/// For native functions that loop: an error stopping the script once its deadline has passed.
-pub fn check() -> Result<(), Box<EvalAltResult>> {
-    let expired = CURRENT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|cur| cur.expired.load(Ordering::Relaxed) || Instant::now() >= cur.at)
-    });
-    if expired {
-        Err(EvalAltResult::ErrorTerminated(Dynamic::from(WALL_CLOCK), Position::NONE).into())
-    } else {
-        Ok(())
-    }
+    WATCHED.with(|c| c.borrow().as_ref().is_some_and(|d| d.passed_after(ops)))
 }
 
 /// Raises the flag of every armed deadline when it passes. Entries whose call has finished
@@ -193,10 +205,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flag_rises_when_the_deadline_passes_and_only_inside_run() {
-        assert!(check().is_ok(), "no deadline outside run");
-        run(Duration::from_millis(20), || {
-            assert!(check().is_ok());
+    fn flag_rises_when_the_deadline_passes_and_is_watched_only_inside_the_call() {
+        let deadline = Deadline::after(Duration::from_millis(20));
+        assert!(!expired_after(1), "nothing watched outside a call");
+        watching(&deadline, || {
             // Bounded poll: the watchdog raises the flag soon after 20 ms.
             let started = Instant::now();
             while !expired_after(1) {
@@ -207,20 +219,21 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
             println!("flag rose after {:?}", started.elapsed());
-            match *check().unwrap_err() {
-                EvalAltResult::ErrorTerminated(ref why, _) => {
-                    assert_eq!(why.to_string(), WALL_CLOCK);
-                }
-                ref other => panic!("expected the wall-clock termination, got {other}"),
-            }
         });
-        assert!(check().is_ok(), "deadline cleared after run");
+        match *deadline.check().unwrap_err() {
+            EvalAltResult::ErrorTerminated(ref why, _) => {
+                assert_eq!(why.to_string(), WALL_CLOCK);
+            }
+            ref other => panic!("expected the wall-clock termination, got {other}"),
+        }
+        assert!(!expired_after(1), "nothing watched after the call");
+        assert!(Deadline::after(Duration::from_secs(3600)).check().is_ok());
     }
 
     #[test]
     fn finished_calls_do_not_pile_up_under_a_long_timeout() {
         for _ in 0..20_000 {
-            run(Duration::from_secs(3600), || ());
+            let _ = Deadline::after(Duration::from_secs(3600));
         }
         let queued = watchdog()
             .map(|w| w.queue.lock().unwrap().len())

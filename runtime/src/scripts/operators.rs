@@ -106,7 +106,12 @@ mod tests {
         let mut params = rhai::Map::new();
         params.insert("batas".into(), "10".into());
         params.insert("luas".into(), rhai::Dynamic::from_decimal(12.into()));
-        h.call(&s, "f", (rhai::Dynamic::from_map(params),))
+        h.call(
+            &super::super::CallContext::default(),
+            &s,
+            "f",
+            (rhai::Dynamic::from_map(params),),
+        )
     }
 
     #[test]

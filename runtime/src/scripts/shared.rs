@@ -192,8 +192,13 @@ mod tests {
                 &format!("fn baca(t, k) {{ t[k] }}\nfn f(p) {{\n  {body}\n}}"),
             )
             .unwrap();
-        h.call(&s, "f", (Dynamic::from(p.clone()),))
-            .unwrap_or_else(|e| panic!("`{body}`: {e}"))
+        h.call(
+            &crate::scripts::CallContext::default(),
+            &s,
+            "f",
+            (Dynamic::from(p.clone()),),
+        )
+        .unwrap_or_else(|e| panic!("`{body}`: {e}"))
     }
 
     #[test]

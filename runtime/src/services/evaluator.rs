@@ -18,7 +18,7 @@ use crate::permits::fields::FieldError;
 pub use crate::permits::pipeline::Kind;
 use crate::permits::pipeline::{self, Outcome};
 use crate::release::Release;
-use crate::scripts::{ScriptError, ScriptErrorKind};
+use crate::scripts::{CallContext, ScriptError, ScriptErrorKind};
 use crate::store::records::DecisionRecord;
 use crate::store::StoreError;
 
@@ -174,14 +174,34 @@ fn recorded(
     })
 }
 
-/// The evaluation itself, synchronous and pure apart from the script sandbox. The runtime's own
-/// messages are in `language`.
+/// The evaluation itself, synchronous and pure apart from the script sandbox, with no office
+/// date (`today()` fails, as in a fixture without `today`). The runtime's own messages are in
+/// `language`.
 pub fn run(
     release: &Release,
     permit_id: &str,
     kind: Kind,
     data: &Json,
     language: Language,
+) -> Result<Evaluation, EvalError> {
+    run_in(
+        release,
+        permit_id,
+        kind,
+        data,
+        language,
+        &CallContext::default(),
+    )
+}
+
+/// [`run`] with the scripts' `context` (the office date of this evaluation).
+pub fn run_in(
+    release: &Release,
+    permit_id: &str,
+    kind: Kind,
+    data: &Json,
+    language: Language,
+    context: &CallContext,
 ) -> Result<Evaluation, EvalError> {
     let permit = release
         .permits
@@ -190,8 +210,16 @@ pub fn run(
     if kind == Kind::Levy && permit.levy.is_none() {
         return Err(EvalError::NoLevy(permit_id.to_owned()));
     }
-    let outcome = pipeline::evaluate(permit, &release.host, data, &permit.params, kind, language)
-        .map_err(EvalError::Script)?;
+    let outcome = pipeline::evaluate(
+        permit,
+        &release.host,
+        context,
+        data,
+        &permit.params,
+        kind,
+        language,
+    )
+    .map_err(EvalError::Script)?;
     let release = release.id.clone();
     Ok(match (kind, outcome) {
         (Kind::Validate, Outcome::Invalid(errors)) => Evaluation::Checked { errors, release },
@@ -276,9 +304,8 @@ impl Evaluator {
         let max = self.limits.max_recorded_json_bytes;
         let (result, elapsed, record) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = crate::scripts::with_today(Some(today), || {
-                run(&rel, &permit_name, kind, &data, language)
-            });
+            let context = CallContext::on(today);
+            let result = run_in(&rel, &permit_name, kind, &data, language, &context);
             let elapsed = started.elapsed();
             // The slot bounds script work only; waiting for the durable write must not hold
             // it, or it would also cap how many decisions share one group commit.
