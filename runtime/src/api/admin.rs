@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value as Json_};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::error::AppError;
 use super::extract::{Admin, Body, Path};
@@ -16,6 +16,9 @@ use crate::app::App;
 use crate::auth;
 use crate::services::recorder::{Actor, AuditAction};
 use crate::services::releases::{ReloadOutcome, Trigger};
+use crate::store::records::{
+    ActivationRecord, AuditRecord, DecisionRecord, Listed, ReleaseRecord, ReloadRecord,
+};
 
 /// Default and largest page of list endpoints.
 const DEFAULT_LIMIT: usize = 50;
@@ -66,6 +69,44 @@ fn page(
         .map_err(|e| AppError::BadRequest(e.body_text()))
 }
 
+/// `GET /admin/releases`.
+#[derive(Serialize)]
+struct ReleasesAnswer {
+    active: Option<String>,
+    releases: Vec<ReleaseRecord>,
+    activations: Vec<Listed<ActivationRecord>>,
+    next_before: Option<u64>,
+}
+
+/// `GET /admin/reloads`.
+#[derive(Serialize)]
+struct ReloadsAnswer {
+    reloads: Vec<Listed<ReloadRecord>>,
+    next_before: Option<u64>,
+}
+
+/// `GET /admin/decisions`.
+#[derive(Serialize)]
+struct DecisionsAnswer {
+    decisions: Vec<Listed<DecisionRecord>>,
+    next_before: Option<u64>,
+}
+
+/// `GET /admin/audit`.
+#[derive(Serialize)]
+struct AuditAnswer {
+    audit: Vec<Listed<AuditRecord>>,
+    next_before: Option<u64>,
+}
+
+/// `POST /admin/tokens`: the secret, shown this once.
+#[derive(Serialize)]
+struct NewTokenAnswer {
+    token: String,
+    id: String,
+    role: String,
+}
+
 fn actor(admin: &Admin) -> Actor {
     Actor::Token(admin.0.id.clone())
 }
@@ -76,30 +117,31 @@ async fn releases(
     State(app): State<Arc<App>>,
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<ReleasesAnswer>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
     let active = app.releases().current().map(|r| r.id.clone());
     let (releases, activations) = app.releases().list(limit, p.before).await?;
-    Ok(Json(json!({
-        "active": active,
-        "releases": releases,
-        "activations": activations.items,
-        "next_before": activations.next_before,
-    })))
+    Ok(Json(ReleasesAnswer {
+        active,
+        releases,
+        activations: activations.items,
+        next_before: activations.next_before,
+    }))
 }
 
 async fn reloads(
     State(app): State<Arc<App>>,
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<ReloadsAnswer>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
     let page = app.releases().reloads(limit, p.before).await?;
-    Ok(Json(
-        json!({ "reloads": page.items, "next_before": page.next_before }),
-    ))
+    Ok(Json(ReloadsAnswer {
+        reloads: page.items,
+        next_before: page.next_before,
+    }))
 }
 
 async fn reload(
@@ -154,26 +196,28 @@ async fn decisions(
     State(app): State<Arc<App>>,
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<DecisionsAnswer>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
     let page = app.recorder().decisions(p.permit, limit, p.before).await?;
-    Ok(Json(
-        json!({ "decisions": page.items, "next_before": page.next_before }),
-    ))
+    Ok(Json(DecisionsAnswer {
+        decisions: page.items,
+        next_before: page.next_before,
+    }))
 }
 
 async fn audit(
     State(app): State<Arc<App>>,
     _: Admin,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<AuditAnswer>, AppError> {
     let p = page(q)?;
     let limit = p.limit()?;
     let page = app.recorder().audit_log(limit, p.before).await?;
-    Ok(Json(
-        json!({ "audit": page.items, "next_before": page.next_before }),
-    ))
+    Ok(Json(AuditAnswer {
+        audit: page.items,
+        next_before: page.next_before,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +232,7 @@ async fn create_token(
     State(app): State<Arc<App>>,
     admin: Admin,
     Body(req): Body<NewToken>,
-) -> Result<Json<Json_>, AppError> {
+) -> Result<Json<NewTokenAnswer>, AppError> {
     let (token, record) = app.tokens().create(req.role, req.label).await?;
     app.recorder()
         .audit(
@@ -197,9 +241,11 @@ async fn create_token(
             json!({ "id": record.id, "role": record.role, "label": record.label }),
         )
         .await?;
-    Ok(Json(
-        json!({ "token": token, "id": record.id, "role": record.role }),
-    ))
+    Ok(Json(NewTokenAnswer {
+        token,
+        id: record.id,
+        role: record.role,
+    }))
 }
 
 /// Revokes a token by its public id: it stops working at the next request.
