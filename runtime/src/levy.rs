@@ -1,51 +1,18 @@
-//! The levy (retribusi) a script assessed: line items, their exact total, and the trace that
-//! shows how it was computed.
+//! Reading the levy (retribusi) a script assessed into the domain's [`Assessment`], whose
+//! constructor totals the line items exactly.
 
 use rhai::Dynamic;
 #[cfg(test)]
 use rhai::Map;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::diagnostic::Diagnostic;
 use crate::scripts::shared::into_map;
-use crate::scripts::value::{decimal_string, dynamic_to_json};
+use crate::scripts::value::dynamic_to_json;
 use crate::scripts::{ScriptError, ScriptErrorKind};
 
-/// The only currency the office bills in.
-pub const CURRENCY: &str = "IDR";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LineItem {
-    pub code: String,
-    pub label: String,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub amount: Decimal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Assessment {
-    pub items: Vec<LineItem>,
-    /// INVARIANT: exactly the sum of `items`' amounts; computed here, never by the script.
-    pub total: Decimal,
-    pub trace: Json,
-}
-
-impl Assessment {
-    pub fn to_json(&self) -> Json {
-        serde_json::json!({
-            "total": decimal_string(self.total),
-            "currency": CURRENCY,
-            "items": self.items.iter().map(|i| serde_json::json!({
-                "code": i.code,
-                "label": i.label,
-                "amount": decimal_string(i.amount),
-            })).collect::<Vec<_>>(),
-            "trace": self.trace,
-        })
-    }
-}
+pub use crate::domain::levy::{Assessment, AssessmentError, LineItem, CURRENCY};
 
 /// Reads what `levy(data, params)` returned: `#{ items: [#{code, label, amount}], trace: #{..} }`.
 pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError> {
@@ -78,9 +45,11 @@ pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError
             .get("amount")
             .and_then(|a| crate::scripts::api::to_decimal(a).ok())
             .ok_or_else(|| bad(format!("levy item `{code}` needs a numeric `amount`")))?;
+        // Checked as the items are read, so an overflow is reported before later items' faults,
+        // as it always was; the assessment's constructor totals them for good.
         total = total
             .checked_add(amount)
-            .ok_or_else(|| bad("levy total overflows".into()))?;
+            .ok_or_else(|| bad(AssessmentError::TotalOverflows.to_string()))?;
         out.push(LineItem {
             code,
             label,
@@ -88,11 +57,7 @@ pub fn from_script(value: Dynamic, file: &str) -> Result<Assessment, ScriptError
         });
     }
     let trace = map.get("trace").map_or(Json::Null, dynamic_to_json);
-    Ok(Assessment {
-        items: out,
-        total,
-        trace,
-    })
+    Assessment::new(out, trace).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -119,7 +84,7 @@ mod tests {
             Dynamic::from_array(vec![a.into(), b.into()]),
         );
         let out = from_script(Dynamic::from_map(m), "p/levy.rhai").unwrap();
-        assert_eq!(out.total, Decimal::from_str_exact("0.3").unwrap());
+        assert_eq!(out.total(), Decimal::from_str_exact("0.3").unwrap());
         assert_eq!(out.to_json()["total"], "0.3");
     }
 

@@ -7,8 +7,10 @@
 //!   the decision and audit recorder, tokens;
 //! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
 //! - `watch` — file events → candidate releases;
-//! - [`permits`], [`levy`] — the domain: forms, checks, levy line items;
-//! - [`scripts`] — the Rhai engine, sandbox limits and script API;
+//! - [`domain`] — plain values: exact numbers, dates, checked form data, params and tables;
+//! - [`permits`], [`levy`] — forms, checks, levy line items;
+//! - [`scripts`] — the Rhai engine, sandbox limits and script API; the adapter between domain
+//!   values and Rhai's;
 //! - [`store`] — the only code that touches redb;
 //! - [`auth`], [`config`], [`diagnostic`]; `metrics` and `watch` are internal.
 //!
@@ -20,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod diagnostic;
+pub mod domain;
 pub mod levy;
 pub(crate) mod metrics;
 pub mod permits;

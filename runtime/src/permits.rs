@@ -7,14 +7,16 @@ pub mod pipeline;
 
 use std::collections::BTreeMap;
 
-use rhai::{Dynamic, Map};
+use rhai::Dynamic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
+use crate::domain::{Params, Record, Value};
 use crate::levy::{self, Assessment};
 use crate::scripts::shared::{into_map, SharedMap};
+use crate::scripts::value::record_to_map;
 use crate::scripts::{CallContext, Script, ScriptError, ScriptErrorKind, ScriptHost};
 use fields::{check_record, Field, FieldDef, FieldError, FieldType};
 use messages::Problem;
@@ -65,9 +67,10 @@ pub struct Permit {
     pub fields: Vec<Field>,
     pub requirements: Vec<Requirement>,
     pub documents_field: Option<String>,
-    /// `[params]` plus `tables`, exactly as scripts see them; converted once per release and
-    /// shared by every call.
-    pub params: SharedMap,
+    /// `[params]` plus `tables`.
+    pub params: Params,
+    /// The params as scripts see them, converted once per release and shared by every call.
+    pub script_params: SharedMap,
     pub validate: Option<Script>,
     pub levy: Option<Script>,
     pub fixtures: Vec<(String, fixtures::Fixture)>,
@@ -75,8 +78,8 @@ pub struct Permit {
 
 /// The outcome of checking an application's data.
 pub struct Checked {
-    /// The data converted to exact script values (only meaningful when `errors` is empty).
-    pub data: Map,
+    /// The data as exact domain values (only meaningful when `errors` is empty).
+    pub data: Record,
     pub errors: Vec<FieldError>,
 }
 
@@ -124,12 +127,10 @@ impl Permit {
         };
         let doc = located.clone().into_mut();
 
-        let mut params = match doc
-            .get("params")
-            .map(crate::scripts::value::toml_to_dynamic)
-        {
-            None => Map::new(),
-            Some(Ok(p)) => p.try_cast::<Map>().unwrap_or_default(),
+        let params = match doc.get("params").map(crate::domain::value::from_toml) {
+            None => Record::new(),
+            Some(Ok(Value::Map(p))) => p,
+            Some(Ok(_)) => Record::new(),
             Some(Err(e)) => {
                 diags.push(at_span(
                     &toml_path,
@@ -139,7 +140,7 @@ impl Permit {
                         .and_then(|(item, at)| unconvertible_span(item, at)),
                     format!("[params]: {e}"),
                 ));
-                Map::new()
+                Record::new()
             }
         };
         if params.contains_key("tables") {
@@ -155,12 +156,10 @@ impl Permit {
                 "`tables` is reserved in [params]; declare reference tables under [tables.<name>]",
             ));
         }
-        let mut tables = match doc
-            .get("tables")
-            .map(crate::scripts::value::toml_to_dynamic)
-        {
-            None => Map::new(),
-            Some(Ok(t)) => t.try_cast::<Map>().unwrap_or_default(),
+        let mut tables = match doc.get("tables").map(crate::domain::value::from_toml) {
+            None => Record::new(),
+            Some(Ok(Value::Map(t))) => t,
+            Some(Ok(_)) => Record::new(),
             Some(Err(e)) => {
                 diags.push(at_span(
                     &toml_path,
@@ -170,7 +169,7 @@ impl Permit {
                         .and_then(|(item, at)| unconvertible_span(item, at)),
                     format!("[tables]: {e}"),
                 ));
-                Map::new()
+                Record::new()
             }
         };
         for (path, text) in files.iter().filter(|(p, _)| p.starts_with("tables/")) {
@@ -187,27 +186,27 @@ impl Permit {
                 continue;
             };
             match toml_edit::Document::parse(*text) {
-                Ok(located) => match crate::scripts::value::toml_to_dynamic(
-                    located.clone().into_mut().as_item(),
-                ) {
-                    Ok(t) => {
-                        if tables.insert(name.into(), t).is_some() {
-                            diags.push(Diagnostic::file(
-                                full,
-                                format!("table `{name}` is also declared in permit.toml"),
-                            ));
+                Ok(located) => {
+                    match crate::domain::value::from_toml(located.clone().into_mut().as_item()) {
+                        Ok(t) => {
+                            if tables.insert(name.to_owned(), t).is_some() {
+                                diags.push(Diagnostic::file(
+                                    full,
+                                    format!("table `{name}` is also declared in permit.toml"),
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            let editable = located.clone().into_mut();
+                            let span = unconvertible_span(editable.as_item(), located.as_item());
+                            diags.push(at_span(&full, text, span, e));
                         }
                     }
-                    Err(e) => {
-                        let editable = located.clone().into_mut();
-                        let span = unconvertible_span(editable.as_item(), located.as_item());
-                        diags.push(at_span(&full, text, span, e));
-                    }
-                },
+                }
                 Err(e) => diags.push(at_span(&full, text, e.span(), e.message().trim_end())),
             }
         }
-        params.insert("tables".into(), Dynamic::from_map(tables));
+        let params = Params::new(params, tables);
 
         let mut fields = Vec::new();
         for (index, def) in file.fields.into_iter().enumerate() {
@@ -313,7 +312,8 @@ impl Permit {
             fields,
             requirements: file.requirements,
             documents_field: file.documents_field,
-            params: SharedMap::from_map(params),
+            script_params: SharedMap::from_params(&params),
+            params,
             validate,
             levy,
             fixtures: fixture_list,
@@ -332,7 +332,7 @@ impl Permit {
     ) -> Result<Checked, ScriptError> {
         let Some(object) = data.as_object() else {
             return Ok(Checked {
-                data: Map::new(),
+                data: Record::new(),
                 errors: vec![FieldError::new("data", Problem::NotObject.text(language))],
             });
         };
@@ -359,7 +359,7 @@ impl Permit {
                 // The data stays a plain map: it is small, and scripts read many of its fields,
                 // which Rhai does fastest on its own maps.
                 (
-                    Dynamic::from_map(typed.clone()),
+                    Dynamic::from_map(record_to_map(&typed)),
                     Dynamic::from(params.clone()),
                 ),
             )?;
@@ -375,23 +375,27 @@ impl Permit {
     /// code. Items are codes, or records whose `kode` (or `code`) is the code.
     fn check_documents(
         &self,
-        supplied: Option<&Dynamic>,
+        supplied: Option<&Value>,
         field: &str,
         language: Language,
         errors: &mut Vec<FieldError>,
     ) {
-        let items = supplied
-            .and_then(|d| d.clone().try_cast::<rhai::Array>())
-            .unwrap_or_default();
+        let items = match supplied {
+            Some(Value::List(items)) => items.as_slice(),
+            _ => &[],
+        };
+        let text = |v: &Value| match v {
+            Value::Text(s) | Value::Date(s) => Some(s.clone()),
+            _ => None,
+        };
         let mut seen: Vec<String> = Vec::new();
         for item in items {
-            let code = match item.clone().try_cast::<Map>() {
-                Some(record) => record
+            let code = match item {
+                Value::Map(record) => record
                     .get("kode")
                     .or_else(|| record.get("code"))
-                    .filter(|c| c.is_string())
-                    .map(|c| c.to_string()),
-                None => item.is_string().then(|| item.to_string()),
+                    .and_then(text),
+                other => text(other),
             };
             let Some(code) = code else { continue };
             if !self.requirements.iter().any(|r| r.code == code) {
@@ -422,7 +426,7 @@ impl Permit {
         &self,
         host: &ScriptHost,
         context: &CallContext,
-        data: Map,
+        data: Record,
         params: &SharedMap,
     ) -> Result<Option<Assessment>, ScriptError> {
         let Some(script) = &self.levy else {
@@ -432,7 +436,10 @@ impl Permit {
             context,
             script,
             "levy",
-            (Dynamic::from_map(data), Dynamic::from(params.clone())),
+            (
+                Dynamic::from_map(record_to_map(&data)),
+                Dynamic::from(params.clone()),
+            ),
         )?;
         levy::from_script(out, script.file()).map(Some)
     }
@@ -479,7 +486,7 @@ fn unconvertible_span(
     };
     let (key, item) = editable_table
         .iter()
-        .find(|(_, item)| crate::scripts::value::toml_to_dynamic(item).is_err())?;
+        .find(|(_, item)| crate::domain::value::from_toml(item).is_err())?;
     located_table
         .get(key)
         .and_then(|at| unconvertible_span(item, at))

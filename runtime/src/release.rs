@@ -418,7 +418,7 @@ mod tests {
             &release.host,
             &crate::scripts::CallContext::default(),
             data,
-            &permit.params,
+            &permit.script_params,
             Kind::Validate,
             crate::config::Language::Id,
         )

@@ -2,15 +2,13 @@
 //! the runtime before any script runs, and the exact conversion of request JSON to script values.
 
 use regex::Regex;
-use rhai::{Dynamic, Map};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::messages::{Number, Problem};
 use crate::config::Language;
-use crate::scripts::api::{parse_date, parse_decimal};
-use crate::scripts::value::decimal_string;
+use crate::domain::{decimal_string, parse_date, parse_decimal, Record, Value};
 
 /// One error in the shape every check (runtime or script) reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,8 +271,8 @@ pub fn check_record(
     data: &serde_json::Map<String, Json>,
     path: &str,
     language: Language,
-) -> (Map, Vec<FieldError>) {
-    let mut out = Map::new();
+) -> (Record, Vec<FieldError>) {
+    let mut out = Record::new();
     let mut errors = Vec::new();
     let name_of = |n: &str| {
         if path.is_empty() {
@@ -301,7 +299,7 @@ pub fn check_record(
             }
             Some(value) => match check_value(field, value, &name, language, &mut errors) {
                 Some(v) => {
-                    out.insert(field.def.name.as_str().into(), v);
+                    out.insert(field.def.name.clone(), v);
                 }
                 None => continue,
             },
@@ -316,7 +314,7 @@ fn check_value(
     name: &str,
     language: Language,
     errors: &mut Vec<FieldError>,
-) -> Option<Dynamic> {
+) -> Option<Value> {
     let def = &field.def;
     let mut fail = |p: Problem<'_>| {
         errors.push(FieldError::new(name, p.text(language)));
@@ -339,7 +337,7 @@ fn check_value(
                     return fail(Problem::NoMatch(def.pattern.as_deref().unwrap_or_default()));
                 }
             }
-            Some(Dynamic::from(s.clone()))
+            Some(Value::Text(s.clone()))
         }
         FieldType::Enum => {
             let values = def.values.join(", ");
@@ -349,20 +347,20 @@ fn check_value(
             if !def.values.contains(s) {
                 return fail(Problem::NotOneOf(s, &values));
             }
-            Some(Dynamic::from(s.clone()))
+            Some(Value::Text(s.clone()))
         }
         FieldType::Boolean => match value {
-            Json::Bool(b) => Some(Dynamic::from_bool(*b)),
+            Json::Bool(b) => Some(Value::Bool(*b)),
             _ => fail(Problem::NotBoolean),
         },
         FieldType::Date => {
             let Json::String(s) = value else {
                 return fail(Problem::NotDateValue);
             };
-            if parse_date(s).is_err() {
+            if parse_date(s).is_none() {
                 return fail(Problem::NotDate(s));
             }
-            Some(Dynamic::from(s.clone()))
+            Some(Value::Date(s.clone()))
         }
         FieldType::Integer | FieldType::Decimal => {
             let text = match value {
@@ -390,11 +388,11 @@ fn check_value(
             }
             if def.kind == FieldType::Integer {
                 match rust_decimal::prelude::ToPrimitive::to_i64(&d) {
-                    Some(i) => Some(Dynamic::from_int(i)),
+                    Some(i) => Some(Value::Int(i)),
                     None => fail(Problem::TooLarge(&text)),
                 }
             } else {
-                Some(Dynamic::from_decimal(d))
+                Some(Value::Decimal(d))
             }
         }
         FieldType::List => {
@@ -430,9 +428,9 @@ fn check_value(
                 };
                 let (map, mut errs) = check_record(&field.record, record, &item_name, language);
                 errors.append(&mut errs);
-                out.push(Dynamic::from_map(map));
+                out.push(Value::Map(map));
             }
-            (errors.len() == before).then(|| Dynamic::from_array(out))
+            (errors.len() == before).then_some(Value::List(out))
         }
     }
 }
@@ -462,7 +460,7 @@ mod tests {
             .collect()
     }
 
-    fn check(fields: &[Field], json: &str) -> (Map, Vec<FieldError>) {
+    fn check(fields: &[Field], json: &str) -> (Record, Vec<FieldError>) {
         let v: Json = serde_json::from_str(json).unwrap();
         check_record(fields, v.as_object().unwrap(), "", Language::Id)
     }
@@ -505,8 +503,8 @@ max_items = 2
             r#"{"luas": 1250.5, "lantai": "5", "items": [{"volume": "0.1"}]}"#,
         );
         assert!(errs.is_empty(), "{errs:?}");
-        assert_eq!(map["luas"].clone().cast::<Decimal>().to_string(), "1250.5");
-        assert_eq!(map["lantai"].as_int().unwrap(), 5);
+        assert!(matches!(&map["luas"], Value::Decimal(d) if d.to_string() == "1250.5"));
+        assert_eq!(map["lantai"], Value::Int(5));
     }
 
     #[test]
@@ -533,7 +531,7 @@ max_items = 2
         );
         let (map, errs) = check(&f, r#"{"dokumen": ["ktp", "str"]}"#);
         assert!(errs.is_empty(), "{errs:?}");
-        assert_eq!(map["dokumen"].clone().cast::<rhai::Array>().len(), 2);
+        assert!(matches!(&map["dokumen"], Value::List(items) if items.len() == 2));
         let (_, errs) = check(&f, r#"{"dokumen": ["ktp", "sim", 3]}"#);
         let named: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(named, ["dokumen[1]", "dokumen[2]"]);

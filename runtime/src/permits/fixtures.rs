@@ -10,8 +10,10 @@ use super::pipeline;
 use super::Permit;
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
+use crate::domain::value::from_json;
 use crate::scripts::api::parse_decimal;
-use crate::scripts::value::{decimal_string, json_to_dynamic};
+use crate::scripts::shared::SharedMap;
+use crate::scripts::value::decimal_string;
 use crate::scripts::{CallContext, ScriptHost};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,16 +103,23 @@ fn run_at(
     };
     let mut params = permit.params.clone();
     for (key, value) in &fixture.params {
-        if !params.contains_key(key) || key == "tables" {
+        let v =
+            from_json(value).map_err(|e| Diagnostic::file(file, format!("params.{key}: {e}")))?;
+        if !params.set(key, v) {
             return Err(Diagnostic::file(
                 file,
                 format!("fixture overrides unknown param `{key}`"),
             ));
         }
-        let v = json_to_dynamic(value)
-            .map_err(|e| Diagnostic::file(file, format!("params.{key}: {e}")))?;
-        params.insert(key, v);
     }
+    // Converted once per fixture that overrides params; the others share the permit's.
+    let overridden;
+    let params = if fixture.params.is_empty() {
+        &permit.script_params
+    } else {
+        overridden = SharedMap::from_params(&params);
+        &overridden
+    };
     let in_fixture = |e: crate::scripts::ScriptError| Diagnostic {
         message: format!("{} (while running fixture {file})", e.message),
         ..e.location
@@ -121,7 +130,7 @@ fn run_at(
         host,
         context,
         &fixture.data,
-        &params,
+        params,
         Language::default(),
     )
     .map_err(in_fixture)?;
@@ -182,12 +191,12 @@ fn run_at(
     if let Some(total) = &fixture.expect.total {
         let expected =
             money(total).ok_or_else(|| Diagnostic::file(file, "expect.total is not a decimal"))?;
-        if expected != assessment.total {
+        if expected != assessment.total() {
             return Err(fail(
                 format!(
                     "expected total {}, got {}",
                     decimal_string(expected),
-                    decimal_string(assessment.total)
+                    decimal_string(assessment.total())
                 ),
                 Json::String(decimal_string(expected)),
                 assessment.to_json(),
@@ -195,7 +204,7 @@ fn run_at(
         }
     }
     if let Some(items) = &fixture.expect.items {
-        let codes: Vec<&str> = assessment.items.iter().map(|i| i.code.as_str()).collect();
+        let codes: Vec<&str> = assessment.items().iter().map(|i| i.code.as_str()).collect();
         let wanted: Vec<&str> = items.iter().map(|i| i.code.as_str()).collect();
         if codes != wanted {
             return Err(fail(
@@ -213,7 +222,7 @@ fn run_at(
                 assessment.to_json(),
             ));
         }
-        for (want, got) in items.iter().zip(&assessment.items) {
+        for (want, got) in items.iter().zip(assessment.items()) {
             let amount = money(&want.amount).ok_or_else(|| {
                 Diagnostic::file(file, format!("amount of `{}` is not a decimal", want.code))
             })?;

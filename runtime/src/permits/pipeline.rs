@@ -2,13 +2,13 @@
 //! levy `levy.rhai`. The evaluator service runs it for requests and every fixture runs it while
 //! a candidate is tested, so what a fixture proves is what a request gets.
 
-use rhai::Map;
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::fields::FieldError;
 use super::Permit;
 use crate::config::Language;
+use crate::domain::Record;
 use crate::levy::Assessment;
 use crate::scripts::shared::SharedMap;
 use crate::scripts::{CallContext, ScriptError, ScriptHost};
@@ -93,7 +93,7 @@ pub struct Valid<'a> {
     host: &'a ScriptHost,
     context: &'a CallContext,
     params: &'a SharedMap,
-    data: Map,
+    data: Record,
 }
 
 impl Valid<'_> {

@@ -208,14 +208,7 @@ pub fn to_decimal(x: &Dynamic) -> Res<Decimal> {
     Err(err(format!("expected a number, got {}", x.type_name())))
 }
 
-/// Parses plain (`1250.5`) and scientific (`1.2505e3`) notation exactly.
-pub fn parse_decimal(s: &str) -> Option<Decimal> {
-    if s.contains(['e', 'E']) {
-        Decimal::from_scientific(s).ok()
-    } else {
-        Decimal::from_str_exact(s).ok()
-    }
-}
+pub use crate::domain::parse_decimal;
 
 fn strategy(mode: &str) -> Res<RoundingStrategy> {
     Ok(match mode {
@@ -393,8 +386,7 @@ pub fn roman(n: INT) -> Res<String> {
 }
 
 pub fn parse_date(s: &str) -> Res<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| err(format!("not a date (YYYY-MM-DD): `{s}`")))
+    crate::domain::parse_date(s).ok_or_else(|| err(format!("not a date (YYYY-MM-DD): `{s}`")))
 }
 
 fn iso(d: NaiveDate) -> String {

@@ -32,6 +32,11 @@ impl SharedMap {
         }
     }
 
+    /// The params of a permit as scripts see them.
+    pub fn from_params(params: &crate::domain::Params) -> Self {
+        Self::from_map(super::value::record_to_map(params.entries()))
+    }
+
     /// A shared map of `map`'s entries (nested maps made shared).
     pub fn from_map(map: Map) -> Self {
         Self(Arc::new(
@@ -178,10 +183,8 @@ mod tests {
             "batas = \"10\"\nlantai = [1, 2]\n[tables.harga]\npagar = { indeks = 0.5, label = \"Pagar\" }\nparkir = { indeks = 1.25, label = \"Parkir\" }\n"
                 .parse()
                 .unwrap();
-        let map = crate::scripts::value::toml_to_dynamic(doc.as_item())
-            .unwrap()
-            .cast::<Map>();
-        SharedMap::from_map(map)
+        let value = crate::domain::value::from_toml(doc.as_item()).unwrap();
+        SharedMap::from_map(crate::scripts::value::to_dynamic(&value).cast::<Map>())
     }
 
     fn call(body: &str, p: &SharedMap) -> Dynamic {

@@ -1,48 +1,34 @@
-//! Exact conversion between JSON, TOML and script values. Numbers keep their decimal text end to
-//! end (serde_json is built with `arbitrary_precision`), so no value ever passes through `f64`.
+//! Exact conversion between domain values and script values, and of script results to JSON.
+//! Numbers keep their decimal text end to end (serde_json is built with `arbitrary_precision`),
+//! so no value ever passes through `f64`.
 
-use rhai::{Dynamic, Map, INT};
-use rust_decimal::Decimal;
+use rhai::{Dynamic, Map};
 use serde_json::Value as Json;
 
-use super::api::parse_decimal;
 use super::shared::SharedMap;
+pub use crate::domain::decimal_string;
+use crate::domain::{Record, Value};
 
-/// A JSON number as the script sees it: an `INT` when it is a whole number that fits, otherwise
-/// an exact decimal. `None` when the text is not representable (too many digits).
-pub fn number_to_dynamic(n: &serde_json::Number) -> Option<Dynamic> {
-    let text = n.to_string();
-    if !text.contains(['.', 'e', 'E']) {
-        if let Ok(i) = text.parse::<INT>() {
-            return Some(Dynamic::from_int(i));
-        }
+/// A domain value as scripts see it: decimals and integers as Rhai's, dates as their
+/// `YYYY-MM-DD` text, records as maps.
+pub fn to_dynamic(value: &Value) -> Dynamic {
+    match value {
+        Value::Unit => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Int(i) => Dynamic::from_int(*i),
+        Value::Decimal(d) => Dynamic::from_decimal(*d),
+        Value::Text(s) | Value::Date(s) => Dynamic::from(s.clone()),
+        Value::List(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
+        Value::Map(record) => Dynamic::from_map(record_to_map(record)),
     }
-    parse_decimal(&text).map(Dynamic::from_decimal)
 }
 
-/// Untyped conversion used for parameters and fixture overrides.
-pub fn json_to_dynamic(value: &Json) -> Result<Dynamic, String> {
-    Ok(match value {
-        Json::Null => Dynamic::UNIT,
-        Json::Bool(b) => Dynamic::from_bool(*b),
-        Json::Number(n) => {
-            number_to_dynamic(n).ok_or_else(|| format!("number out of range: `{n}`"))?
-        }
-        Json::String(s) => Dynamic::from(s.clone()),
-        Json::Array(items) => Dynamic::from_array(
-            items
-                .iter()
-                .map(json_to_dynamic)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Json::Object(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                out.insert(k.as_str().into(), json_to_dynamic(v)?);
-            }
-            Dynamic::from_map(out)
-        }
-    })
+/// A record (checked form data) as a script map.
+pub fn record_to_map(record: &Record) -> Map {
+    record
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+        .collect()
 }
 
 /// Script values back to JSON. Decimals become strings (exact, trailing zeros dropped) so that
@@ -84,78 +70,16 @@ fn map_to_json(map: &Map) -> Json {
     )
 }
 
-/// The canonical text of a decimal in responses: no exponent, no trailing zeros.
-pub fn decimal_string(d: Decimal) -> String {
-    d.normalize().to_string()
-}
-
-/// TOML values (from `toml_edit`, which keeps the literal text of floats) to script values.
-/// A float literal such as `0.15` becomes the exact decimal 0.15.
-pub fn toml_to_dynamic(item: &toml_edit::Item) -> Result<Dynamic, String> {
-    match item {
-        toml_edit::Item::None => Ok(Dynamic::UNIT),
-        toml_edit::Item::Value(v) => toml_value_to_dynamic(v),
-        toml_edit::Item::Table(t) => {
-            let mut out = Map::new();
-            for (k, v) in t.iter() {
-                out.insert(k.into(), toml_to_dynamic(v)?);
-            }
-            Ok(Dynamic::from_map(out))
-        }
-        toml_edit::Item::ArrayOfTables(a) => {
-            let mut out = Vec::new();
-            for t in a.iter() {
-                let mut map = Map::new();
-                for (k, v) in t.iter() {
-                    map.insert(k.into(), toml_to_dynamic(v)?);
-                }
-                out.push(Dynamic::from_map(map));
-            }
-            Ok(Dynamic::from_array(out))
-        }
-    }
-}
-
-fn toml_value_to_dynamic(v: &toml_edit::Value) -> Result<Dynamic, String> {
-    use toml_edit::Value as V;
-    Ok(match v {
-        V::String(s) => Dynamic::from(s.value().clone()),
-        V::Integer(i) => Dynamic::from_int(*i.value()),
-        V::Float(f) => {
-            let raw = f
-                .as_repr()
-                .and_then(|r| r.as_raw().as_str())
-                .map(|s| s.replace('_', ""))
-                .ok_or_else(|| "float without source text".to_owned())?;
-            let d = parse_decimal(raw.trim())
-                .ok_or_else(|| format!("`{raw}` is not an exact decimal"))?;
-            Dynamic::from_decimal(d)
-        }
-        V::Boolean(b) => Dynamic::from_bool(*b.value()),
-        V::Datetime(d) => Dynamic::from(d.value().to_string()),
-        V::Array(a) => Dynamic::from_array(
-            a.iter()
-                .map(toml_value_to_dynamic)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        V::InlineTable(t) => {
-            let mut out = Map::new();
-            for (k, v) in t.iter() {
-                out.insert(k.into(), toml_value_to_dynamic(v)?);
-            }
-            Dynamic::from_map(out)
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::value::{from_json, from_toml};
+    use rust_decimal::Decimal;
 
     #[test]
     fn json_numbers_stay_exact() {
         let v: Json = serde_json::from_str(r#"{"a": 1250.5, "b": 0.1, "c": 7, "d": 1e2}"#).unwrap();
-        let d = json_to_dynamic(&v).unwrap().cast::<Map>();
+        let d = to_dynamic(&from_json(&v).unwrap()).cast::<Map>();
         assert_eq!(
             d["a"].clone().cast::<Decimal>(),
             Decimal::from_str_exact("1250.5").unwrap()
@@ -171,8 +95,8 @@ mod tests {
     #[test]
     fn toml_floats_keep_their_literal_text() {
         let doc: toml_edit::DocumentMut = "x = 0.15\ny = 1_000.5\n".parse().unwrap();
-        let x = toml_to_dynamic(&doc["x"]).unwrap().cast::<Decimal>();
-        let y = toml_to_dynamic(&doc["y"]).unwrap().cast::<Decimal>();
+        let x = to_dynamic(&from_toml(&doc["x"]).unwrap()).cast::<Decimal>();
+        let y = to_dynamic(&from_toml(&doc["y"]).unwrap()).cast::<Decimal>();
         assert_eq!(x.to_string(), "0.15");
         assert_eq!(y.to_string(), "1000.5");
     }

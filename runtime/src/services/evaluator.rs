@@ -215,7 +215,7 @@ pub fn run_in(
         &release.host,
         context,
         data,
-        &permit.params,
+        &permit.script_params,
         kind,
         language,
     )
