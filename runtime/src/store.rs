@@ -37,6 +37,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const RELEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("releases");
 pub(crate) const RELEASE_SOURCES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("release_sources");
+/// Every file body of every stored release once, by the SHA-256 of its text: a release of 1,000
+/// permit types holds some 35,000 files, and a reload changes a few of them.
+pub(crate) const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_files");
 pub(crate) const ACTIVATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("activations");
 pub(crate) const RELOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("reloads");
 pub(crate) const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
@@ -162,6 +165,33 @@ impl From<redb::Error> for StoreError {
 
 /// The stored form of a record. Depth is capped here, once for every record type, so that what
 /// is written can always be read back (serde_json reads at most 128 levels).
+/// The key of a file body in `source_files`: the SHA-256 of its text, in hex.
+pub(crate) fn source_key(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Stores `sources` (`{path: text}`) as the release `id`: each body not stored yet goes into
+/// `source_files`, and the release's entry in `release_sources` maps each path to its key.
+pub(crate) fn put_sources(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    sources: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let mut files = txn.open_table(SOURCE_FILES)?;
+    let mut manifest = BTreeMap::new();
+    for (path, text) in sources {
+        let key = source_key(text);
+        if files.get(key.as_str())?.is_none() {
+            files.insert(key.as_str(), encode(text)?.as_slice())?;
+        }
+        manifest.insert(path.as_str(), key);
+    }
+    txn.open_table(RELEASE_SOURCES)?
+        .insert(id, encode(&manifest)?.as_slice())?;
+    Ok(())
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let value = serde_json::to_value(Envelope {
         v: RECORD_VERSION,
@@ -466,11 +496,32 @@ impl Store {
         self.get(RELEASES, "releases", id)
     }
 
+    /// Every file of a stored release, `{path: text}`.
     pub fn release_sources(
         &self,
         id: &str,
     ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
-        self.get(RELEASE_SOURCES, "release_sources", id)
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let manifest = txn.open_table(RELEASE_SOURCES)?;
+            let Some(manifest) = manifest.get(id)? else {
+                return Ok(None);
+            };
+            let manifest: BTreeMap<String, String> = decode("release_sources", manifest.value())?;
+            let files = txn.open_table(SOURCE_FILES)?;
+            let mut sources = BTreeMap::new();
+            for (path, key) in manifest {
+                let text = files
+                    .get(key.as_str())?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        table: "source_files",
+                        message: format!("release {id}: the text of `{path}` ({key}) is missing"),
+                    })?;
+                sources.insert(path, decode::<String>("source_files", text.value())?);
+            }
+            Ok(Some(sources))
+        })
     }
 
     /// Every stored release, newest first (retention keeps their number small; their sources
@@ -885,6 +936,58 @@ mod tests {
         // The tracked size survives a restart and matches the records.
         let store = Store::open(dir.path(), 8).unwrap();
         assert!(store.decision_bytes().unwrap() <= per_record * 5);
+    }
+
+    /// The number of file bodies stored.
+    fn stored_bodies(store: &Store) -> u64 {
+        let db = store.shared.db().unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(SOURCE_FILES).unwrap();
+        redb::ReadableTableMetadata::len(&t).unwrap()
+    }
+
+    #[test]
+    fn each_file_body_is_stored_once_and_goes_with_the_last_release_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let now = Utc::now();
+        let files = |rate: &str| -> BTreeMap<String, String> {
+            BTreeMap::from([
+                ("a/permit.toml".to_owned(), "name = \"A\"\n".to_owned()),
+                ("b/permit.toml".to_owned(), "name = \"A\"\n".to_owned()),
+                ("a/levy.rhai".to_owned(), format!("// {rate}\n")),
+            ])
+        };
+        let release = |id: &str, age: i64, rate: &str| Op::Release {
+            record: ReleaseRecord {
+                id: id.into(),
+                created_at: now - chrono::Duration::days(age),
+                created_by: "t".into(),
+                permits: vec![],
+                fixtures: 0,
+                files: 3,
+            },
+            sources: files(rate),
+        };
+        store
+            .write_blocking(vec![release("lama", 2, "1"), release("baru", 1, "2")])
+            .unwrap();
+        // Two identical permit.toml texts and two levy versions: three bodies.
+        assert_eq!(stored_bodies(&store), 3);
+        assert_eq!(store.release_sources("lama").unwrap(), Some(files("1")));
+        assert_eq!(store.release_sources("baru").unwrap(), Some(files("2")));
+
+        let plan = PrunePlan {
+            decisions_before: None,
+            decisions_max_bytes: None,
+            reloads_keep: None,
+            releases_keep: Some(1),
+            batch: 100,
+        };
+        assert_eq!(store.write_blocking(vec![Op::Prune(plan)]).unwrap(), [1]);
+        assert!(store.release_sources("lama").unwrap().is_none());
+        assert_eq!(stored_bodies(&store), 2);
+        assert_eq!(store.release_sources("baru").unwrap(), Some(files("2")));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     catch_unwind, files, panic_message, StoreError, ACTIVATIONS, AUDIT, DB_FILE, DECISIONS, META,
-    RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+    RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
 };
 
 /// What the check found.
@@ -76,6 +76,7 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         ("meta", META),
         ("releases", RELEASES),
         ("release_sources", RELEASE_SOURCES),
+        ("source_files", SOURCE_FILES),
         ("tokens", TOKENS),
     ] {
         let t = txn.open_table(table)?;

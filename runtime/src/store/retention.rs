@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::records::{Envelope, ReleaseRecord};
 use super::{
     decode_meta, encode, StoreError, DECISIONS, DECISIONS_BY_PERMIT, META, META_ACTIVE,
-    META_DECISION_BYTES, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS,
+    META_DECISION_BYTES, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES,
 };
 
 /// One pruning step. Each limit is optional; each table loses at most `batch` records per step.
@@ -152,5 +152,36 @@ fn prune_releases(txn: &WriteTransaction, keep: usize, batch: usize) -> Result<u
         releases.remove(id.as_str())?;
         sources.remove(id.as_str())?;
     }
+    if !doomed.is_empty() {
+        drop(sources);
+        remove_unused_files(txn)?;
+    }
     Ok(doomed.len() as u64)
+}
+
+/// Removes the file bodies no stored release names any more. If a release's list of files does
+/// not read, nothing is removed: a body it may name must not go.
+fn remove_unused_files(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut used = std::collections::BTreeSet::new();
+    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
+        let (_, v) = entry?;
+        match serde_json::from_slice::<Envelope<std::collections::BTreeMap<String, String>>>(
+            v.value(),
+        ) {
+            Ok(manifest) => used.extend(manifest.data.into_values()),
+            Err(_) => return Ok(()),
+        }
+    }
+    let mut files = txn.open_table(SOURCE_FILES)?;
+    let mut unused = Vec::new();
+    for entry in files.iter()? {
+        let (k, _) = entry?;
+        if !used.contains(k.value()) {
+            unused.push(k.value().to_owned());
+        }
+    }
+    for key in unused {
+        files.remove(key.as_str())?;
+    }
+    Ok(())
 }

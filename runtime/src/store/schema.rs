@@ -8,11 +8,11 @@ use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::{
     decode, encode, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
-    META_DECISION_BYTES, META_SCHEMA, RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+    META_DECISION_BYTES, META_SCHEMA, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
 };
 
 /// Version of the table layout this binary writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One step of the table layout, from version `from` to `from + 1`.
 pub(crate) struct Migration {
@@ -24,7 +24,27 @@ pub(crate) struct Migration {
 
 // INVARIANT: ordered by `from`, one step per version from 1 up to `SCHEMA_VERSION - 1` (a unit
 // test checks it), each written against the layout of its own `from` version only.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    what: "store each release's file bodies once, by hash, in `source_files`",
+    run: sources_by_hash,
+}];
+
+/// Version 1 kept `{path: text}` per release in `release_sources`; version 2 keeps
+/// `{path: key}` there and each text once in `source_files` under its key.
+fn sources_by_hash(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut releases = Vec::new();
+    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
+        let (k, v) = entry?;
+        let sources: std::collections::BTreeMap<String, String> =
+            decode("release_sources", v.value())?;
+        releases.push((k.value().to_owned(), sources));
+    }
+    for (id, sources) in releases {
+        super::put_sources(txn, &id, &sources)?;
+    }
+    Ok(())
+}
 
 /// Brings the database at the open to [`SCHEMA_VERSION`] and creates any missing table; returns
 /// the version found (`None` for a new database).
@@ -100,6 +120,7 @@ fn migrate(
 fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RELEASES)?;
     txn.open_table(RELEASE_SOURCES)?;
+    txn.open_table(SOURCE_FILES)?;
     txn.open_table(ACTIVATIONS)?;
     txn.open_table(RELOADS)?;
     txn.open_table(DECISIONS_BY_PERMIT)?;

@@ -16,7 +16,7 @@ use super::records::{
 use super::retention::{self, PrunePlan};
 use super::{
     encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
-    META_ACTIVE, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, TOKENS,
+    META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -252,8 +252,7 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
         Op::Release { record, sources } => {
             txn.open_table(RELEASES)?
                 .insert(record.id.as_str(), encode(record)?.as_slice())?;
-            txn.open_table(RELEASE_SOURCES)?
-                .insert(record.id.as_str(), encode(sources)?.as_slice())?;
+            super::put_sources(txn, &record.id, sources)?;
             None
         }
         Op::Activate(activation) => {
