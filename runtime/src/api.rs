@@ -2,7 +2,7 @@
 //! socket; `serve` adds the listener, the file watcher and graceful shutdown.
 
 mod admin;
-pub mod error;
+mod error;
 mod extract;
 mod routes;
 mod server;

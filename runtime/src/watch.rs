@@ -93,7 +93,7 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
                 }
                 Ok(o) => tracing::warn!(
                     "change rejected; still serving {}",
-                    o.active.as_deref().unwrap_or("nothing")
+                    o.active().unwrap_or("nothing")
                 ),
                 Err(e) => tracing::error!("reload failed: {e}"),
             }

@@ -124,8 +124,8 @@ impl AppError {
     pub fn rejected(outcome: ReloadOutcome) -> Self {
         Self::Rejected {
             release: outcome.release().unwrap_or_default().to_owned(),
-            summary: first_problem(&outcome.report.diagnostics),
-            diagnostics: outcome.report.diagnostics,
+            summary: first_problem(&outcome.report().diagnostics),
+            diagnostics: outcome.into_report().diagnostics,
         }
     }
 }

@@ -90,8 +90,9 @@ enum Verdict {
 pub struct ReloadOutcome {
     verdict: Verdict,
     /// The release serving once the attempt was over.
-    pub active: Option<String>,
-    pub report: BuildReport,
+    active: Option<String>,
+    /// The candidate's build; its `release` is the candidate's id.
+    report: BuildReport,
 }
 
 impl ReloadOutcome {
@@ -115,6 +116,20 @@ impl ReloadOutcome {
             self.verdict,
             Verdict::AlreadyActive | Verdict::FailingAsBefore
         )
+    }
+
+    /// The release serving once the attempt was over.
+    pub fn active(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
+    /// What building the candidate found (empty when nothing was built).
+    pub fn report(&self) -> &BuildReport {
+        &self.report
+    }
+
+    pub fn into_report(self) -> BuildReport {
+        self.report
     }
 
     /// The candidate's release id; `None` when the folder could not even be read.
