@@ -8,10 +8,14 @@
 //! `values`, `len`, `is_empty`, `get`, `==`, printing and templates work as on any map. Writing
 //! (`t.k = v`, `t[k] = v`, `remove`, `clear`, ...) changes the script's own copy of that level
 //! (copy on write), never the release's, exactly as with the map copies scripts had before.
+//! The rest of the map API (`+`, `+=`, `mixin`, `fill_with`, `filter`, `map`, `drain`,
+//! `retain`) works as well: merging gives a plain map.
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, INT};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext, INT,
+};
 
 /// One level of a shared map; nested maps are `SharedMap`s themselves.
 #[derive(Clone)]
@@ -167,6 +171,88 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("!=", |ctx: NativeCallContext, a: Map, b: SharedMap| {
         equal(&ctx, a, b.to_map()).map(|e| !e)
     });
+    register_map_operations(engine);
+}
+
+/// The rest of Rhai's map API on shared maps, so an author never has to know a table is
+/// shared: merging gives a plain map, and what writes changes the script's own copy.
+fn register_map_operations(engine: &mut Engine) {
+    engine.register_fn("+", |a: SharedMap, b: Map| merged(a.to_map(), b));
+    engine.register_fn("+", |a: Map, b: SharedMap| merged(a, b.to_map()));
+    engine.register_fn("+", |a: SharedMap, b: SharedMap| {
+        merged(a.to_map(), b.to_map())
+    });
+    for name in ["mixin", "+="] {
+        engine.register_fn(name, |a: &mut SharedMap, b: Map| mix(a.make_mut(), b, true));
+        engine.register_fn(name, |a: &mut SharedMap, b: SharedMap| {
+            mix(a.make_mut(), b.to_map(), true)
+        });
+        engine.register_fn(name, |a: &mut Map, b: SharedMap| mix(a, b.to_map(), true));
+    }
+    engine.register_fn("fill_with", |a: &mut SharedMap, b: Map| {
+        mix(a.make_mut(), b, false)
+    });
+    engine.register_fn("fill_with", |a: &mut SharedMap, b: SharedMap| {
+        mix(a.make_mut(), b.to_map(), false)
+    });
+    engine.register_fn("fill_with", |a: &mut Map, b: SharedMap| {
+        mix(a, b.to_map(), false)
+    });
+    engine.register_fn(
+        "filter",
+        |ctx: NativeCallContext, m: &mut SharedMap, f: FnPtr| -> Res<Map> {
+            ctx.call_native_fn("filter", (m.to_map(), f))
+        },
+    );
+    engine.register_fn(
+        "map",
+        |ctx: NativeCallContext, m: &mut SharedMap, f: FnPtr| -> Res<Map> {
+            ctx.call_native_fn("map", (m.to_map(), f))
+        },
+    );
+    // `drain` removes and returns the entries `f` accepts; `retain` keeps them and returns the
+    // others. Both are `filter` on a plain copy, then the removal from the script's own copy.
+    engine.register_fn(
+        "drain",
+        |ctx: NativeCallContext, m: &mut SharedMap, f: FnPtr| -> Res<Map> {
+            let accepted: Map = ctx.call_native_fn("filter", (m.to_map(), f))?;
+            let own = m.make_mut();
+            Ok(accepted
+                .keys()
+                .filter_map(|k| own.remove(k).map(|v| (k.clone(), v)))
+                .collect())
+        },
+    );
+    engine.register_fn(
+        "retain",
+        |ctx: NativeCallContext, m: &mut SharedMap, f: FnPtr| -> Res<Map> {
+            let accepted: Map = ctx.call_native_fn("filter", (m.to_map(), f))?;
+            let own = m.make_mut();
+            let rejected: Vec<_> = own
+                .keys()
+                .filter(|k| !accepted.contains_key(*k))
+                .cloned()
+                .collect();
+            Ok(rejected
+                .into_iter()
+                .filter_map(|k| own.remove(&k).map(|v| (k, v)))
+                .collect())
+        },
+    );
+}
+
+fn merged(mut a: Map, b: Map) -> Map {
+    a.extend(b);
+    a
+}
+
+/// `b`'s entries into `a`: all of them (`mixin`), or only the keys `a` lacks (`fill_with`).
+fn mix(a: &mut Map, b: Map, overwrite: bool) {
+    for (k, v) in b {
+        if overwrite || !a.contains_key(&k) {
+            a.insert(k, v);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +352,31 @@ mod tests {
             &p,
         );
         assert_eq!(again.to_string(), "[\"10\", 0.5, [\"pagar\", \"parkir\"]]");
+    }
+
+    #[test]
+    fn the_rest_of_the_map_api_works_on_params_and_leaves_the_release_alone() {
+        let p = params();
+        let cases = [
+            ("(p.tables.harga.pagar + #{ x: 1 }).keys()", "[\"indeks\", \"label\", \"x\"]"),
+            ("(#{ x: 1 } + p.tables.harga.pagar).len()", "3"),
+            ("let t = p.tables.harga.pagar; t += #{ indeks: 2 }; t.indeks", "2"),
+            ("let t = p.tables.harga.pagar; t.mixin(#{ y: 1 }); t.keys()", "[\"indeks\", \"label\", \"y\"]"),
+            ("let m = #{ label: \"x\" }; m.mixin(p.tables.harga.pagar); m.label", "Pagar"),
+            ("let m = #{ label: \"x\" }; m.fill_with(p.tables.harga.pagar); [m.label, m.indeks]", "[\"x\", 0.5]"),
+            ("p.tables.harga.filter(|k, v| v.indeks > 1).keys()", "[\"parkir\"]"),
+            ("p.tables.harga.map(|k, v| v.label).parkir", "Parkir"),
+            ("let t = p.tables.harga; let d = t.drain(|k, v| k == \"pagar\"); [d.keys(), t.keys()]", "[[\"pagar\"], [\"parkir\"]]"),
+            ("let t = p.tables.harga; let r = t.retain(|k, v| k == \"pagar\"); [r.keys(), t.keys()]", "[[\"parkir\"], [\"pagar\"]]"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(call(body, &p).to_string(), expected, "`{body}`");
+        }
+        let again = call("[p.tables.harga.keys(), p.tables.harga.pagar.keys()]", &p);
+        assert_eq!(
+            again.to_string(),
+            "[[\"pagar\", \"parkir\"], [\"indeks\", \"label\"]]"
+        );
     }
 
     #[test]
