@@ -264,8 +264,12 @@ impl ReleaseManager {
     /// Builds the rules folder and activates it if everything passes. At start-up a broken
     /// folder falls back to the last good release in the store.
     pub async fn start(&self) -> Result<ReloadOutcome, ReleaseError> {
+        // Read once: at a big office's size a read of the folder is most of a reload's I/O, and
+        // both the pin check and the build need it. Nothing else reloads before start returns.
+        let read = self.read_folder().await;
         if let Some(pin) = self.store.blocking(|s| s.pin()).await? {
-            if self.folder_id().await.as_deref() == Some(pin.folder.as_str()) {
+            let folder = read.as_ref().ok().map(SourceTree::id);
+            if folder == Some(pin.folder.as_str()) {
                 match self
                     .activate_stored(
                         &pin.release,
@@ -291,7 +295,7 @@ impl ReleaseManager {
         let trigger = Trigger::Startup;
         let mut state = self.reload_lock.lock().await;
         let stored = self.store.blocking(|s| s.active_release()).await?;
-        let (report, key) = match self.read_folder().await {
+        let (report, key) = match read {
             Ok(tree) => {
                 let reason = match stored.as_deref() {
                     None => "first start",
