@@ -2,6 +2,7 @@
 //! checked form holds, a permit's params and reference tables. Nothing here knows the script
 //! engine, storage or HTTP; `scripts` converts these values to and from Rhai.
 
+pub mod application;
 pub mod levy;
 pub mod value;
 
@@ -17,6 +18,10 @@ mod tests {
             ("domain.rs", include_str!("domain.rs")),
             ("domain/value.rs", include_str!("domain/value.rs")),
             ("domain/levy.rs", include_str!("domain/levy.rs")),
+            (
+                "domain/application.rs",
+                include_str!("domain/application.rs"),
+            ),
         ];
         for (file, text) in sources {
             for line in text.lines().filter(|l| l.trim_start().starts_with("use ")) {

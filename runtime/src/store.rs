@@ -3,6 +3,7 @@
 //! one durable transaction (group commit): a caller's write returns only after its batch is on
 //! disk, so an acknowledged write is never lost.
 
+pub mod applications;
 pub mod bound;
 mod check;
 mod files;
@@ -47,6 +48,17 @@ pub(crate) const DECISIONS_BY_PERMIT: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("decisions_by_permit");
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Applications by creation sequence (their id is `APP-<sequence>`).
+pub(crate) const APPLICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("applications");
+/// List indexes: (facet, value, list date, sequence) for the facets `all`, `permit`, `status`,
+/// `step` and `kind`, so that a filtered page, newest first, is one range read.
+pub(crate) const APPLICATION_INDEX: TableDefinition<(&str, &str, &str, u64), ()> =
+    TableDefinition::new("application_index");
+/// Numbering counters: (number kind, permit type, format used, year) → last number handed out.
+pub(crate) const COUNTERS: TableDefinition<(&str, &str, &str, i32), u64> =
+    TableDefinition::new("counters");
+/// The outbox: every application change's events, by a sequence without gaps.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";
@@ -393,18 +405,22 @@ impl Store {
     /// Writes `ops` in one transaction shared with concurrent callers; returns once durable,
     /// with the sequence numbers assigned to appended records (in order).
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
-        self.writer
-            .submit(ops)?
-            .await
-            .map_err(|_| StoreError::Closed)?
+        Ok(writer::seqs(
+            self.writer
+                .submit(ops)?
+                .await
+                .map_err(|_| StoreError::Closed)??,
+        ))
     }
 
     /// Blocking variant for start-up and command-line tools.
     pub fn write_blocking(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
-        self.writer
-            .submit(ops)?
-            .blocking_recv()
-            .map_err(|_| StoreError::Closed)?
+        Ok(writer::seqs(
+            self.writer
+                .submit(ops)?
+                .blocking_recv()
+                .map_err(|_| StoreError::Closed)??,
+        ))
     }
 
     /// Runs `work` with this store on the blocking pool: a read of a large page, a lookup per

@@ -5,7 +5,8 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    catch_unwind, files, panic_message, StoreError, ACTIVATIONS, AUDIT, DB_FILE, DECISIONS, META,
+    catch_unwind, files, panic_message, StoreError, ACTIVATIONS, APPLICATIONS, AUDIT, DB_FILE,
+    DECISIONS, EVENTS, META,
     RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
 };
 
@@ -90,14 +91,21 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
             }
         }
     }
-    let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 4] = [
+    let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 6] = [
         ("activations", ACTIVATIONS),
         ("reloads", RELOADS),
         ("decisions", DECISIONS),
         ("audit", AUDIT),
+        ("applications", APPLICATIONS),
+        ("events", EVENTS),
     ];
     for (name, table) in seq_tables {
-        let t = txn.open_table(table)?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            // A file last opened by a build without this table: nothing to read.
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         report.tables.push((name, t.len()?));
         for entry in t.iter()? {
             let (k, v) = entry?;

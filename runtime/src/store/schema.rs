@@ -7,7 +7,8 @@
 use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::{
-    decode, encode, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
+    decode, encode, StoreError, ACTIVATIONS, APPLICATIONS, APPLICATION_INDEX, AUDIT, COUNTERS,
+    EVENTS, DECISIONS, DECISIONS_BY_PERMIT, META,
     META_DECISION_BYTES, META_SCHEMA, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
 };
 
@@ -126,6 +127,10 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DECISIONS_BY_PERMIT)?;
     txn.open_table(TOKENS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(APPLICATIONS)?;
+    txn.open_table(APPLICATION_INDEX)?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(EVENTS)?;
     let decisions = txn.open_table(DECISIONS)?;
     let mut meta = txn.open_table(META)?;
     if meta.get(META_DECISION_BYTES)?.is_none() {

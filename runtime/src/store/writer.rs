@@ -13,6 +13,7 @@ use super::records::{
     ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
     TokenRecord,
 };
+use super::applications::{ApplicationWrite, WriteOutcome};
 use super::retention::{self, PrunePlan};
 use super::{
     encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
@@ -45,6 +46,28 @@ pub enum Op {
     /// One bounded retention step; its result is the number of records removed (in place of a
     /// sequence number).
     Prune(PrunePlan),
+    /// A conditional change of one application; it may be refused without failing the batch.
+    Application(Box<ApplicationWrite>),
+}
+
+/// What one operation produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The sequence number of an appended record (or a prune step's count).
+    Seq(u64),
+    /// An application change: written, or refused with nothing written.
+    Application(Box<WriteOutcome>),
+}
+
+/// The sequence numbers among `outcomes`, in order (what plain writes answer).
+pub(super) fn seqs(outcomes: Vec<Outcome>) -> Vec<u64> {
+    outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Seq(s) => Some(s),
+            Outcome::Application(_) => None,
+        })
+        .collect()
 }
 
 /// First wait before reopening the database after a storage fault; doubled up to the maximum.
@@ -53,7 +76,7 @@ const RECOVERY_MAX_WAIT: Duration = Duration::from_secs(5);
 
 struct Job {
     ops: Vec<Op>,
-    done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+    done: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
 pub struct Writer {
@@ -81,7 +104,7 @@ impl Writer {
     pub fn submit(
         &self,
         ops: Vec<Op>,
-    ) -> Result<oneshot::Receiver<Result<Vec<u64>, StoreError>>, StoreError> {
+    ) -> Result<oneshot::Receiver<Result<Vec<Outcome>, StoreError>>, StoreError> {
         let (done, rx) = oneshot::channel();
         let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
         let tx = guard.as_ref().ok_or(StoreError::Closed)?;
@@ -222,20 +245,24 @@ fn recover(db: &Shared) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<u64>>, StoreError> {
+fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> {
     let db = db.db()?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Storage(e.into()))?;
     let mut all = Vec::with_capacity(batch.len());
     for job in batch {
-        let mut seqs = Vec::new();
+        let mut outcomes = Vec::new();
         for op in &job.ops {
-            if let Some(seq) = apply(&txn, op)? {
-                seqs.push(seq);
+            if let Op::Application(write) = op {
+                // A refusal is an answer for this op alone; only a storage error fails the batch.
+                let outcome = super::applications::apply(&txn, write)?;
+                outcomes.push(Outcome::Application(Box::new(outcome)));
+            } else if let Some(seq) = apply(&txn, op)? {
+                outcomes.push(Outcome::Seq(seq));
             }
         }
-        all.push(seqs);
+        all.push(outcomes);
     }
     txn.commit()?;
     Ok(all)
@@ -296,5 +323,7 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             None
         }
         Op::Prune(plan) => Some(retention::prune(txn, plan)?),
+        // Applied by `commit` with its own outcome.
+        Op::Application(_) => None,
     })
 }
