@@ -143,8 +143,7 @@ pub fn app_id(seq: u64) -> String {
 /// The store sequence of an application id; `None` if it is not one.
 pub fn app_seq(id: &str) -> Option<u64> {
     let digits = id.strip_prefix(ID_PREFIX)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0')
-    {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
         return None;
     }
     digits.parse().ok()
@@ -169,15 +168,23 @@ mod tests {
     fn ids_round_trip_and_strangers_are_refused() {
         assert_eq!(app_id(17), "APP-17");
         assert_eq!(app_seq("APP-17"), Some(17));
-        for bad in ["APP-", "APP-017", "APP-1x", "app-1", "17", "APP--1", "APP-+1"] {
+        for bad in [
+            "APP-", "APP-017", "APP-1x", "app-1", "17", "APP--1", "APP-+1",
+        ] {
             assert_eq!(app_seq(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn kinds_and_statuses_have_their_wire_names() {
-        assert_eq!(serde_json::to_value(AppKind::Perpanjangan).unwrap(), "perpanjangan");
-        assert_eq!(serde_json::to_value(Status::InProgress).unwrap(), "in_progress");
+        assert_eq!(
+            serde_json::to_value(AppKind::Perpanjangan).unwrap(),
+            "perpanjangan"
+        );
+        assert_eq!(
+            serde_json::to_value(Status::InProgress).unwrap(),
+            "in_progress"
+        );
         assert_eq!(Status::InProgress.as_str(), "in_progress");
         assert!(Status::Rejected.is_ended() && !Status::Draft.is_ended());
     }

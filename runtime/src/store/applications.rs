@@ -153,18 +153,23 @@ fn index_keys(seq: u64, app: &Application) -> Vec<IndexKey> {
 
 type CounterTable<'t> = Table<'t, (&'static str, &'static str, &'static str, i32), u64>;
 
-fn counter_value(
-    counters: &CounterTable<'_>,
-    n: &NumberAssignment,
-) -> Result<u64, StoreError> {
+fn counter_value(counters: &CounterTable<'_>, n: &NumberAssignment) -> Result<u64, StoreError> {
     Ok(counters
-        .get((n.kind.as_str(), n.permit.as_str(), n.format.as_str(), n.year))?
+        .get((
+            n.kind.as_str(),
+            n.permit.as_str(),
+            n.format.as_str(),
+            n.year,
+        ))?
         .map_or(0, |v| v.value()))
 }
 
 /// Applies one conditional change inside the writer's transaction. Every check comes before
 /// the first write, so a refusal leaves the transaction as it found it.
-pub(super) fn apply(txn: &WriteTransaction, w: &ApplicationWrite) -> Result<WriteOutcome, StoreError> {
+pub(super) fn apply(
+    txn: &WriteTransaction,
+    w: &ApplicationWrite,
+) -> Result<WriteOutcome, StoreError> {
     let mut apps = txn.open_table(APPLICATIONS)?;
     // Checks.
     let (seq, old) = match w.expect {
@@ -192,7 +197,12 @@ pub(super) fn apply(txn: &WriteTransaction, w: &ApplicationWrite) -> Result<Writ
         for n in &w.numbers {
             let next = counter_value(&counters, n)? + 1;
             counters.insert(
-                (n.kind.as_str(), n.permit.as_str(), n.format.as_str(), n.year),
+                (
+                    n.kind.as_str(),
+                    n.permit.as_str(),
+                    n.format.as_str(),
+                    n.year,
+                ),
                 next,
             )?;
             let text = (n.render.0)(next);
@@ -216,10 +226,7 @@ pub(super) fn apply(txn: &WriteTransaction, w: &ApplicationWrite) -> Result<Writ
     }
     if !w.events.is_empty() {
         let mut events = txn.open_table(EVENTS)?;
-        let at = record
-            .history
-            .last()
-            .map_or_else(Utc::now, |h| h.at);
+        let at = record.history.last().map_or_else(Utc::now, |h| h.at);
         let mut next = events.last()?.map_or(1, |(k, _)| k.value() + 1);
         for e in &w.events {
             let mut data = e.data.clone();
@@ -322,7 +329,9 @@ impl super::Store {
         &self,
         write: ApplicationWrite,
     ) -> Result<WriteOutcome, StoreError> {
-        let outcome = self.writer.submit(vec![super::Op::Application(Box::new(write))])?;
+        let outcome = self
+            .writer
+            .submit(vec![super::Op::Application(Box::new(write))])?;
         outcome_of(outcome.await.map_err(|_| StoreError::Closed)??)
     }
 
@@ -383,11 +392,14 @@ impl super::Store {
             let mut scanned = 0usize;
             let mut last: Option<(String, u64)> = None;
             let mut full = false;
-            let range = index.range((facet, value, from.as_str(), 0)..(facet, value, to.as_str(), below))?;
+            let range = index
+                .range((facet, value, from.as_str(), 0)..(facet, value, to.as_str(), below))?;
             for entry in range.rev() {
                 let (k, _) = entry?;
                 let (_, _, date, seq) = k.value();
-                if items.len() >= query.limit.max(1) || scanned >= MAX_SCAN || bytes >= MAX_PAGE_BYTES
+                if items.len() >= query.limit.max(1)
+                    || scanned >= MAX_SCAN
+                    || bytes >= MAX_PAGE_BYTES
                 {
                     full = true;
                     break;
@@ -473,7 +485,9 @@ fn matches(app: &Application, q: &ListQuery, needle: Option<&str>) -> bool {
     eq(&q.permit, &app.permit)
         && eq(&q.status, app.status.as_str())
         && eq(&q.kind, app.kind.as_str())
-        && q.step.as_deref().is_none_or(|s| app.step.as_deref() == Some(s))
+        && q.step
+            .as_deref()
+            .is_none_or(|s| app.step.as_deref() == Some(s))
         && q.scope.as_ref().is_none_or(|s| s.contains(&app.permit))
         && needle.is_none_or(|n| {
             [
@@ -633,7 +647,10 @@ mod tests {
         assert_eq!(events[2].data["registration_number"], "REG/PBG/2026/00002");
         // A missing application is refused too.
         let mut ghost = advance(&stored, "x");
-        ghost.expect = Expect::Version { seq: 99, version: 1 };
+        ghost.expect = Expect::Version {
+            seq: 99,
+            version: 1,
+        };
         assert_eq!(
             store.write_application_blocking(ghost).unwrap(),
             Err(Refusal::NotFound("APP-99".into()))
@@ -699,7 +716,12 @@ mod tests {
             );
         }
         // One event per write, gap-free.
-        let seqs: Vec<u64> = store.events(0, 1000).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = store
+            .events(0, 1000)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, (1..=160).collect::<Vec<u64>>());
         assert_eq!(store.events(150, 5).unwrap()[0].seq, 151);
         assert_eq!(store.events(150, 5).unwrap().len(), 5);

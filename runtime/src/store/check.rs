@@ -6,8 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     catch_unwind, files, panic_message, StoreError, ACTIVATIONS, APPLICATIONS, AUDIT, DB_FILE,
-    DECISIONS, EVENTS, META,
-    RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
+    DECISIONS, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
 };
 
 /// What the check found.

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::applications::{ApplicationWrite, WriteOutcome};
 use super::records::{
     ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
     TokenRecord,
 };
-use super::applications::{ApplicationWrite, WriteOutcome};
 use super::retention::{self, PrunePlan};
 use super::{
     encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
