@@ -227,8 +227,8 @@ pub(super) fn apply(
     if !w.events.is_empty() {
         let mut events = txn.open_table(EVENTS)?;
         let at = record.history.last().map_or_else(Utc::now, |h| h.at);
-        let mut next = events.last()?.map_or(1, |(k, _)| k.value() + 1);
-        for e in &w.events {
+        let first = events.last()?.map_or(1, |(k, _)| k.value() + 1);
+        for (next, e) in (first..).zip(&w.events) {
             let mut data = e.data.clone();
             if let Json::Object(map) = &mut data {
                 for (key, value) in [
@@ -248,7 +248,6 @@ pub(super) fn apply(
                 data,
             };
             events.insert(next, encode(&event)?.as_slice())?;
-            next += 1;
         }
     }
     Ok(Ok(record))
@@ -389,12 +388,11 @@ impl super::Store {
             let apps = txn.open_table(APPLICATIONS)?;
             let mut items = Vec::new();
             let mut bytes = 0usize;
-            let mut scanned = 0usize;
             let mut last: Option<(String, u64)> = None;
             let mut full = false;
             let range = index
                 .range((facet, value, from.as_str(), 0)..(facet, value, to.as_str(), below))?;
-            for entry in range.rev() {
+            for (scanned, entry) in range.rev().enumerate() {
                 let (k, _) = entry?;
                 let (_, _, date, seq) = k.value();
                 if items.len() >= query.limit.max(1)
@@ -404,7 +402,6 @@ impl super::Store {
                     full = true;
                     break;
                 }
-                scanned += 1;
                 last = Some((date.to_owned(), seq));
                 let Some(v) = apps.get(seq)? else { continue };
                 let raw = v.value();
