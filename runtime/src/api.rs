@@ -42,7 +42,7 @@ fn public_routes() -> Vec<Route> {
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config().limits.max_body_bytes;
     let body_timeout = app.config().http.body_read_timeout();
-    routes::mount(Router::new())
+    routes::mount(Router::new(), &app)
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

@@ -1,4 +1,9 @@
-//! API tokens: random secrets shown once, stored only as SHA-256 hashes, each with one role.
+//! Who may call: the office's roles, API tokens (random secrets shown once, stored only as
+//! SHA-256 hashes) and the [`Principal`] a presented token resolves to.
+
+mod principal;
+
+pub use principal::{PermitScope, Principal, ALL_PERMITS};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,6 +160,27 @@ pub fn lookup(store: &Store, token: &str) -> Result<Option<TokenRecord>, StoreEr
     store.token(&hash(token))
 }
 
+/// What a presented token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A token that was never issued or has been revoked.
+    Unknown,
+    /// The token of a user an admin deactivated: refused until the user is active again.
+    Deactivated {
+        user: String,
+    },
+    Active(Principal),
+}
+
+/// Resolves a presented token to its caller, reading the store now: a role token's role, or its
+/// user's current roles, scope and active flag.
+pub fn authenticate(store: &Store, token: &str) -> Result<Resolved, StoreError> {
+    Ok(match lookup(store, token)? {
+        None => Resolved::Unknown,
+        Some(record) => Resolved::Active(Principal::role_token(&record.id, &record.role)),
+    })
+}
+
 /// On first start there is no admin yet: create one and leave the secret in
 /// `DATA/admin.token`, readable by the server's user only. Returns the file written, if any.
 pub fn ensure_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, AuthError> {
@@ -288,7 +314,8 @@ mod tests {
                 "back_office",
                 "kabid_pelayanan",
                 "tim_teknis",
-                "kepala_dinas"
+                "kepala_dinas",
+                "bendahara"
             ]
         );
         let err = create_token(
@@ -301,7 +328,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown role `root` (expected one of: admin, front_office, back_office, \
-             kabid_pelayanan, tim_teknis, kepala_dinas)"
+             kabid_pelayanan, tim_teknis, kepala_dinas, bendahara)"
         );
     }
 }

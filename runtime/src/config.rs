@@ -28,6 +28,7 @@ pub const DEFAULT_ROLES: &[&str] = &[
     "kabid_pelayanan",
     "tim_teknis",
     "kepala_dinas",
+    "bendahara",
 ];
 
 /// Read from the working directory when `--config` is not given and the file exists.

@@ -79,7 +79,7 @@ enum TokenCommand {
     /// Create a token and print it once; only its hash is stored.
     Create {
         /// One of the office's roles (`roles` in pintu.toml); by default admin, front_office,
-        /// back_office, kabid_pelayanan, tim_teknis, kepala_dinas.
+        /// back_office, kabid_pelayanan, tim_teknis, kepala_dinas, bendahara.
         #[arg(long)]
         role: String,
         /// Who or what the token is for.

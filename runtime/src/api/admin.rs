@@ -24,8 +24,9 @@ use crate::store::records::{
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
-/// Every admin route; each handler takes the [`Admin`] extractor, which is what enforces the
-/// access stated here (the end-to-end auth matrix checks that the two agree).
+/// Every admin route. The table's row is what lets only admins through (see
+/// [`super::routes`]); each handler also takes the [`Admin`] extractor, for its actor and as a
+/// second check (the end-to-end auth matrix checks the rows against the running server).
 pub fn routes() -> Vec<Route> {
     const ADMIN: Access = Access::Roles(&[auth::ADMIN]);
     vec![
@@ -108,7 +109,7 @@ struct NewTokenAnswer {
 }
 
 fn actor(admin: &Admin) -> Actor {
-    Actor::Token(admin.0.id.clone())
+    Actor::from(&admin.0)
 }
 
 /// Releases (all kept ones: retention bounds them, newest first, at most `limit`) and the

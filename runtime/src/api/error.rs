@@ -32,8 +32,13 @@ pub enum AppError {
     Unauthenticated,
     #[error("token is not valid")]
     BadToken,
-    #[error("this needs the `{0}` role")]
-    Forbidden(&'static str),
+    /// The token of a deactivated user: refused like an unknown one, naming why.
+    #[error("user `{0}` is deactivated; its tokens are refused until an admin reactivates it")]
+    Deactivated(String),
+    /// What the caller lacks, e.g. ``role `admin` required`` or ``no access to permit type
+    /// `pbg` ``.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -78,7 +83,7 @@ impl AppError {
             Self::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            Self::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::BadToken | Self::Deactivated(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

@@ -9,10 +9,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
 use super::error::AppError;
 use crate::app::App;
-use crate::auth;
-use crate::store::records::TokenRecord;
+use crate::auth::{self, Principal, Resolved};
 
 /// JSON body; malformed JSON, a wrong content type, an oversized, too deeply nested or too slow
 /// body, or a wrong shape each get their own 4xx.
@@ -128,8 +130,29 @@ where
     }
 }
 
-/// A request carrying a valid token with the `admin` role.
-pub struct Admin(pub TokenRecord);
+/// The caller of a request: any valid token of an active user or a role token (401
+/// `unauthenticated` without one, `invalid_token` for an unknown, revoked or deactivated one).
+/// The route table has already checked its `Access::Roles` row ([`require`]); handlers check
+/// what depends on the request (a step's role, the permit type's scope) themselves.
+pub struct Staff(pub Principal);
+
+impl FromRequestParts<Arc<App>> for Staff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        // Resolved once per request, by the route table's check.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(Self(principal.clone()));
+        }
+        authenticate(&parts.headers, app).await.map(Self)
+    }
+}
+
+/// A caller holding the `admin` role (a role token or a user with that role).
+pub struct Admin(pub Principal);
 
 impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = AppError;
@@ -138,31 +161,78 @@ impl FromRequestParts<Arc<App>> for Admin {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(AppError::Unauthenticated)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(AppError::Unauthenticated)?;
-        let record = app
-            .tokens()
-            .lookup(token)
-            .await?
-            .ok_or(AppError::BadToken)?;
-        if record.role != auth::ADMIN {
-            return Err(AppError::Forbidden(auth::ADMIN));
+        let Staff(principal) = Staff::from_request_parts(parts, app).await?;
+        if !principal.has_role(auth::ADMIN) {
+            return Err(AppError::Forbidden(missing_roles(&[auth::ADMIN])));
         }
-        Ok(Self(record))
+        Ok(Self(principal))
+    }
+}
+
+/// The caller named by the `Authorization: Bearer <token>` header, as the store says now.
+async fn authenticate(headers: &HeaderMap, app: &App) -> Result<Principal, AppError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AppError::Unauthenticated)?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(AppError::Unauthenticated)?;
+    match app.tokens().authenticate(token).await? {
+        Resolved::Active(principal) => Ok(principal),
+        Resolved::Unknown => Err(AppError::BadToken),
+        Resolved::Deactivated { user } => Err(AppError::Deactivated(user)),
+    }
+}
+
+/// The route table's `Access::Roles(allowed)` check, run before the route's handler (and before
+/// its body is read): the caller must hold one of `allowed`. The principal is left in the
+/// request's extensions for [`Staff`] and [`Admin`].
+pub(super) async fn require(
+    app: Arc<App>,
+    allowed: &'static [&'static str],
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let principal = match authenticate(req.headers(), &app).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if !principal.has_any_role(allowed) {
+        return AppError::Forbidden(missing_roles(allowed)).into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// ``role `admin` required``, or ``one of the roles `front_office`, `admin` required``.
+fn missing_roles(allowed: &[&str]) -> String {
+    match allowed {
+        [one] => format!("role `{one}` required"),
+        many => format!(
+            "one of the roles {} required",
+            many.iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::json_depth_exceeds;
+    use super::{json_depth_exceeds, missing_roles};
+
+    #[test]
+    fn a_refusal_names_the_roles_that_would_pass() {
+        assert_eq!(missing_roles(&["admin"]), "role `admin` required");
+        assert_eq!(
+            missing_roles(&["front_office", "admin"]),
+            "one of the roles `front_office`, `admin` required"
+        );
+    }
 
     #[test]
     fn depth_counts_containers_not_brackets_in_strings() {

@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::Method;
+use axum::middleware;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
@@ -17,7 +19,8 @@ use crate::app::App;
 pub enum Access {
     /// Anyone; a token, if sent, is ignored.
     Public,
-    /// A bearer token with one of these roles (see [`crate::auth::ROLES`]).
+    /// A caller holding one of these roles (see [`crate::auth::ROLES`]): a role token with one
+    /// of them or a user with one of them. Checked before the handler runs.
     Roles(&'static [&'static str]),
 }
 
@@ -45,6 +48,22 @@ impl Route {
         T: 'static,
     {
         Self::new(Method::POST, path, access, routing::post(handler))
+    }
+
+    pub fn put<H, T>(path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Arc<App>>,
+        T: 'static,
+    {
+        Self::new(Method::PUT, path, access, routing::put(handler))
+    }
+
+    pub fn patch<H, T>(path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Arc<App>>,
+        T: 'static,
+    {
+        Self::new(Method::PATCH, path, access, routing::patch(handler))
     }
 
     pub fn delete<H, T>(path: &'static str, access: Access, handler: H) -> Self
@@ -78,10 +97,23 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Adds every route of the table to `router` (routes sharing a path share its method router).
-pub(super) fn mount(router: Router<Arc<App>>) -> Router<Arc<App>> {
-    routes()
-        .into_iter()
-        .fold(router, |r, route| r.route(route.path, route.handler))
+/// A row's access is enforced here: an `Access::Roles` route is wrapped in the check that the
+/// caller holds one of its roles, so the table is what decides who gets past the door.
+pub(super) fn mount(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>> {
+    mount_table(router, app, routes())
+}
+
+fn mount_table(router: Router<Arc<App>>, app: &Arc<App>, table: Vec<Route>) -> Router<Arc<App>> {
+    table.into_iter().fold(router, |r, route| {
+        let handler = match route.access {
+            Access::Public => route.handler,
+            Access::Roles(allowed) => route.handler.route_layer(middleware::from_fn_with_state(
+                app.clone(),
+                move |State(app), req, next| super::extract::require(app, allowed, req, next),
+            )),
+        };
+        r.route(route.path, handler)
+    })
 }
 
 #[cfg(test)]
@@ -110,5 +142,73 @@ mod tests {
             }
         }
         assert!(seen.contains(&("DELETE".to_owned(), "/admin/tokens/{id}")));
+    }
+
+    /// A handler that checks nothing is still closed to callers its row leaves out: the table
+    /// is the enforcement, not only the declaration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_s_roles_are_enforced_before_a_handler_that_checks_nothing() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut config = crate::config::Config::resolve(
+            None,
+            Some(dir.path().join("rules")),
+            Some(data.clone()),
+            None,
+        )
+        .unwrap();
+        config.watch = false;
+        let store = crate::store::Store::open(&data, 8).unwrap();
+        let roles = crate::auth::Roles::default();
+        let token = |role: &str| {
+            let (store, roles, role) = (store.clone(), roles.clone(), role.to_owned());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    crate::auth::create_token(&store, &roles, &role, "")
+                        .unwrap()
+                        .0
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let (teknis, admin) = (token("tim_teknis").await, token("admin").await);
+        let app = Arc::new(App::new(config, store));
+        let table = vec![Route::get(
+            "/probe",
+            Access::Roles(&["tim_teknis", "kepala_dinas"]),
+            || async { "reached" },
+        )];
+        let router = mount_table(Router::new(), &app, table).with_state(app);
+        let call = |bearer: Option<String>| {
+            let router = router.clone();
+            async move {
+                let mut req = Request::get("/probe");
+                if let Some(t) = bearer {
+                    req = req.header("authorization", format!("Bearer {t}"));
+                }
+                let r = router
+                    .oneshot(req.body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        assert_eq!(call(Some(teknis)).await, (StatusCode::OK, "reached".into()));
+        let (status, body) = call(Some(admin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body.contains("one of the roles `tim_teknis`, `kepala_dinas` required"),
+            "{body}"
+        );
+        assert_eq!(call(None).await.0, StatusCode::UNAUTHORIZED);
+        let unknown = format!("pintu_{}", "0".repeat(64));
+        assert_eq!(call(Some(unknown)).await.0, StatusCode::UNAUTHORIZED);
     }
 }

@@ -11,16 +11,28 @@ use crate::store::{Op, Page, Store, StoreError};
 /// Who did something: recorded as `actor` of an audit entry and `by` of an activation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// The holder of the API token with this public id.
+    /// The holder of the role token with this public id.
     Token(String),
+    /// A user (by username), whichever of its tokens it used.
+    User(String),
     /// The command line (`pintu token create`).
     Cli,
+}
+
+impl From<&crate::auth::Principal> for Actor {
+    fn from(p: &crate::auth::Principal) -> Self {
+        match &p.user {
+            Some(user) => Actor::User(user.clone()),
+            None => Actor::Token(p.token_id.clone()),
+        }
+    }
 }
 
 impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Actor::Token(id) => write!(f, "token:{id}"),
+            Actor::User(name) => f.write_str(name),
             Actor::Cli => f.write_str("cli"),
         }
     }

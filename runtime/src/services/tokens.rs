@@ -1,7 +1,7 @@
 //! API tokens as the HTTP surface uses them: a lookup per admin request, creation and
 //! revocation, each on the blocking pool (token writes are durable, synchronous commits).
 
-use crate::auth::{self, AuthError, Roles};
+use crate::auth::{self, AuthError, Resolved, Roles};
 use crate::store::records::TokenRecord;
 use crate::store::{Store, StoreError};
 
@@ -20,6 +20,15 @@ impl Tokens {
     pub async fn lookup(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
         let token = token.to_owned();
         self.store.blocking(move |s| auth::lookup(s, &token)).await
+    }
+
+    /// Who a presented token stands for now (read at every request: a revocation, a
+    /// deactivation or a change of a user's roles applies to the next one).
+    pub async fn authenticate(&self, token: &str) -> Result<Resolved, StoreError> {
+        let token = token.to_owned();
+        self.store
+            .blocking(move |s| auth::authenticate(s, &token))
+            .await
     }
 
     /// Creates a token with `role`; returns the secret (shown once) and its record.
