@@ -47,6 +47,7 @@ impl App {
         let releases = ReleaseManager::new(
             config.rules_dir.clone(),
             config.limits.clone(),
+            config.roles.clone(),
             store.clone(),
             metrics.clone(),
             active.clone(),

@@ -171,9 +171,12 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let limits = match config {
-        Some(path) => Config::resolve(Some(&path), None, None, None)?.limits,
-        None => Limits::default(),
+    let (limits, roles) = match config {
+        Some(path) => {
+            let config = Config::resolve(Some(&path), None, None, None)?;
+            (config.limits, config.roles)
+        }
+        None => (Limits::default(), pintu::auth::Roles::default()),
     };
     let tree = match SourceTree::read_dir(dir, &limits) {
         Ok(t) => t,
@@ -185,7 +188,7 @@ fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitC
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = match release::build(tree, &limits) {
+    let report = match release::build_for(tree, &limits, &roles, None) {
         Ok(r) => r.report,
         Err(report) => report,
     };

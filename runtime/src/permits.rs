@@ -1,7 +1,9 @@
-//! Permit types: one folder each, `permit.toml` plus optional `validate.rhai` and `levy.rhai`.
+//! Permit types: one folder each, `permit.toml` plus optional `validate.rhai`, `levy.rhai` and
+//! `flow.rhai` (the guards of its flow).
 
 pub mod fields;
 pub mod fixtures;
+mod flow;
 pub mod messages;
 pub mod pipeline;
 
@@ -11,8 +13,11 @@ use rhai::Dynamic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::auth::Roles;
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
+use crate::domain::flow::Flow;
+use crate::domain::numbering::Numbering;
 use crate::domain::{Params, Record, Value};
 use crate::levy::{self, Assessment};
 use crate::scripts::shared::{into_map, SharedMap};
@@ -57,6 +62,10 @@ struct PermitFile {
     #[serde(default)]
     #[allow(dead_code, reason = "read exactly through toml_edit")]
     tables: toml::Table,
+    #[serde(default)]
+    flow: Vec<flow::StepDef>,
+    #[serde(default)]
+    numbering: Option<flow::NumberingDef>,
 }
 
 /// One permit type of a release, compiled and ready to evaluate.
@@ -74,6 +83,10 @@ pub struct Permit {
     pub validate: Option<Script>,
     pub levy: Option<Script>,
     pub fixtures: Vec<(String, fixtures::Fixture)>,
+    flow: Flow,
+    numbering: Numbering,
+    /// `flow.rhai`: the guards of the flow's steps.
+    guards: Option<Script>,
 }
 
 /// The outcome of checking an application's data.
@@ -87,11 +100,13 @@ pub struct Checked {
 pub type PermitFiles<'a> = BTreeMap<&'a str, &'a str>;
 
 impl Permit {
-    /// Builds the permit `id` from its folder's files; every problem becomes a diagnostic.
+    /// Builds the permit `id` from its folder's files; every problem becomes a diagnostic. The
+    /// roles of its flow's steps must be among the office's `roles`.
     pub fn load(
         id: &str,
         files: &PermitFiles<'_>,
         host: &ScriptHost,
+        roles: &Roles,
     ) -> Result<Self, Vec<Diagnostic>> {
         let mut diags = Vec::new();
         let toml_path = format!("{id}/permit.toml");
@@ -277,13 +292,34 @@ impl Permit {
         };
         let validate = compile("validate.rhai", "validate");
         let levy = compile("levy.rhai", "levy");
+        let guards = files.get("flow.rhai").and_then(|text| {
+            host.compile(&format!("{id}/flow.rhai"), text)
+                .map_err(|d| diags.push(d))
+                .ok()
+        });
         for path in files.keys().filter(|p| p.ends_with(".rhai")) {
-            if !matches!(*path, "validate.rhai" | "levy.rhai") {
+            if !matches!(*path, "validate.rhai" | "levy.rhai" | "flow.rhai") {
                 diags.push(Diagnostic::file(
                     format!("{id}/{path}"),
-                    "unknown script (a permit has validate.rhai and levy.rhai; shared code goes in lib/)",
+                    "unknown script (a permit has validate.rhai, levy.rhai and flow.rhai; shared code goes in lib/)",
                 ));
             }
+        }
+
+        let mut sink = flow::Sink {
+            path: &toml_path,
+            source,
+            located: &located,
+            diags: &mut diags,
+        };
+        let steps = flow::flow(file.flow, roles, &mut sink);
+        let before = sink.diags.len();
+        let numbering = flow::numbering(id, file.numbering, &mut sink);
+        let formats_ok = sink.diags.len() == before;
+        flow::check_guards(id, &steps, guards.as_ref(), &mut sink);
+        // A format that does not parse is already reported; it is not also missing.
+        if formats_ok {
+            flow::check_effects(&steps, &numbering, &mut sink);
         }
 
         let mut fixture_list = Vec::new();
@@ -317,7 +353,25 @@ impl Permit {
             validate,
             levy,
             fixtures: fixture_list,
+            flow: steps,
+            numbering,
+            guards,
         })
+    }
+
+    /// The steps applications of this type go through; empty when it declares none.
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// Its registration and permit number formats.
+    pub fn numbering(&self) -> &Numbering {
+        &self.numbering
+    }
+
+    /// `flow.rhai`, compiled with the release's scripts.
+    pub fn guards(&self) -> Option<&Script> {
+        self.guards.as_ref()
     }
 
     /// Runtime field checks, the document checklist, then `validate.rhai`. The runtime's own
@@ -454,6 +508,8 @@ impl Permit {
             "fields": self.fields.iter().map(|f| &f.def).collect::<Vec<_>>(),
             "requirements": self.requirements,
             "documents_field": self.documents_field,
+            "flow": self.flow,
+            "numbering": self.numbering,
         })
     }
 }
@@ -584,7 +640,7 @@ mod tests {
     fn problems(toml: &str) -> Vec<String> {
         let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
         let files = PermitFiles::from([("permit.toml", toml)]);
-        match Permit::load("uji", &files, &host) {
+        match Permit::load("uji", &files, &host, &Roles::default()) {
             Ok(_) => Vec::new(),
             Err(diags) => diags.iter().map(ToString::to_string).collect(),
         }
@@ -680,17 +736,280 @@ type = "text"
                 "# tarif per zona\nzona_1 = 1.5\nzona_2 = nan\n",
             ),
         ]);
-        let err = Permit::load("uji", &files, &host).err().unwrap();
+        let err = Permit::load("uji", &files, &host, &Roles::default())
+            .err()
+            .unwrap();
         assert_eq!(
             err[0].to_string(),
             "uji/tables/tarif.toml:3:10: `nan` is not an exact decimal"
         );
     }
 
+    /// The diagnostics of permit `uji` = `toml` with `flow.rhai` = `guards`.
+    fn flow_problems(toml: &str, guards: Option<&str>) -> Vec<String> {
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let mut files = PermitFiles::from([("permit.toml", toml)]);
+        if let Some(g) = guards {
+            files.insert("flow.rhai", g);
+        }
+        match Permit::load("uji", &files, &host, &Roles::default()) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GUARDS: &str = "fn lengkap(app, params) {\n  if app.applicant.nik == \"\" { \"NIK kosong\" } else { () }\n}\n";
+
+    #[test]
+    fn a_flow_and_numbering_are_read_from_permit_toml() {
+        let toml = r#"name = "Uji"
+[numbering]
+registration = "REG/UJI/{YYYY}/{NNNNN}"
+permit = "503/{NNNN}/UJI/{MM}/{YYYY}"
+type_number = 12
+[numbering.perpanjangan]
+permit = "503/{NNNN}/UJI-P/{JJJ}/{YYYY}"
+[[flow]]
+step = "pendaftaran"
+label = "Pendaftaran"
+role = "front_office"
+sla_days = 1
+guard = "lengkap"
+[[flow]]
+step = "penetapan"
+label = "Penetapan"
+role = "kepala_dinas"
+effects = ["issue_permit"]
+returns_to = ["pendaftaran"]
+"#;
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let files = PermitFiles::from([("permit.toml", toml), ("flow.rhai", GUARDS)]);
+        let permit = Permit::load("uji", &files, &host, &Roles::default())
+            .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap();
+        let flow = permit.flow();
+        assert_eq!(flow.steps().len(), 2);
+        assert_eq!(flow.first().map(|s| s.sla_days), Some(Some(1)));
+        assert_eq!(
+            flow.next_after("pendaftaran").map(|s| s.role.as_str()),
+            Some("kepala_dinas")
+        );
+        assert!(flow.may_return("penetapan", "pendaftaran"));
+        let numbering = permit.numbering();
+        let on = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let render = |f: Option<&crate::domain::numbering::Format>| {
+            f.unwrap().render(7, on, numbering.code())
+        };
+        assert_eq!(
+            render(numbering.registration("perubahan")),
+            "REG/UJI/2026/00007"
+        );
+        assert_eq!(render(numbering.permit("baru")), "503/0007/UJI/XI/2026");
+        assert_eq!(
+            render(numbering.permit("perpanjangan")),
+            "503/0007/UJI-P/012/2026"
+        );
+        let shown = permit.describe();
+        assert_eq!(
+            shown["flow"][1]["effects"],
+            serde_json::json!(["issue_permit"])
+        );
+        assert_eq!(shown["flow"][0]["guard"], "lengkap");
+        assert_eq!(shown["numbering"]["permit"], "503/{NNNN}/UJI/{MM}/{YYYY}");
+
+        // Without [[flow]] or [numbering]: an empty flow and the default registration format.
+        let plain = Permit::load(
+            "uji",
+            &PermitFiles::from([("permit.toml", "name = \"Uji\"\n")]),
+            &host,
+            &Roles::default(),
+        )
+        .map_err(|_| ())
+        .unwrap();
+        assert!(plain.flow().is_empty());
+        assert_eq!(
+            plain.numbering().registration("baru").map(|f| f.as_str()),
+            Some(crate::domain::numbering::DEFAULT_REGISTRATION)
+        );
+        assert_eq!(plain.numbering().permit("baru"), None);
+    }
+
+    #[test]
+    fn an_inconsistent_flow_is_located_at_the_key_at_fault() {
+        let toml = r#"name = "Uji"
+[[flow]]
+step = "pendaftaran"
+label = "Pendaftaran"
+role = "loket"
+[[flow]]
+step = "pendaftaran"
+label = "Lagi"
+role = "front_office"
+sla_days = 0
+[[flow]]
+step = "Entri-Data"
+label = "Entri"
+role = "back_office"
+effects = ["assess_levy"]
+returns_to = ["penetapan"]
+[[flow]]
+step = "penetapan"
+label = "Penetapan"
+role = "kepala_dinas"
+effects = ["issue_permit"]
+"#;
+        assert_eq!(
+            flow_problems(toml, None),
+            [
+                "uji/permit.toml:5:1: step `pendaftaran`: unknown role `loket` (the office's roles: admin, front_office, back_office, kabid_pelayanan, tim_teknis, kepala_dinas)",
+                "uji/permit.toml:7:1: step `pendaftaran` is declared twice",
+                "uji/permit.toml:10:1: step `pendaftaran`: `sla_days` must be a positive whole number of working days, not `0`",
+                "uji/permit.toml:12:1: step key `Entri-Data` must be lowercase letters, digits and `_`",
+                "uji/permit.toml:15:1: step `Entri-Data`: unknown effect `assess_levy` (known: issue_permit)",
+                "uji/permit.toml:16:1: step `Entri-Data`: `returns_to` names `penetapan`, which is not a step before it",
+                "uji/permit.toml:21:1: step `penetapan`: effect `issue_permit` needs a permit number format (`permit` in [numbering]); none for baru, perubahan, perpanjangan",
+            ]
+        );
+        // A negative number of days and an unknown key are refused too.
+        let found = flow_problems(
+            "name = \"Uji\"\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"admin\"\nsla_days = -2\n",
+            None,
+        );
+        assert_eq!(
+            found,
+            ["uji/permit.toml:6:1: step `a`: `sla_days` must be a positive whole number of working days, not `-2`"]
+        );
+        let found = flow_problems(
+            "name = \"Uji\"\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"admin\"\nsla = 2\n",
+            None,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("uji/permit.toml:6:1: unknown field `sla`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_guard_must_be_a_function_of_flow_rhai() {
+        let toml = "name = \"Uji\"\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"front_office\"\nguard = \"lengkap\"\n";
+        assert_eq!(
+            flow_problems(toml, None),
+            ["uji/permit.toml:6:1: step `a`: guard `lengkap` needs `uji/flow.rhai` with `fn lengkap(app, params)`"]
+        );
+        assert_eq!(
+            flow_problems(toml, Some("fn lengkap(app) { () }\n")),
+            ["uji/permit.toml:6:1: step `a`: guard `lengkap` is not defined: uji/flow.rhai has no `fn lengkap(app, params)`"]
+        );
+        assert_eq!(flow_problems(toml, Some(GUARDS)), Vec::<String>::new());
+        let broken = flow_problems(toml, Some("fn lengkap(app, params) {\n  let = 1;\n}\n"));
+        assert!(broken[0].starts_with("uji/flow.rhai:2:"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_bad_number_format_is_located_at_its_value() {
+        let toml = r#"name = "Uji"
+[numbering]
+registration = "REG/{YYYY}"
+permit = "503/{NNNN}/{XX}"
+[numbering.perubahan]
+registration = "REG/{NNNN"
+permit = "503/{NNNN}/{JJ}"
+"#;
+        assert_eq!(
+            flow_problems(toml, None),
+            [
+                "uji/permit.toml:3:16: [numbering] registration: `REG/{YYYY}`: no sequence token `{N…N}`: every number needs one",
+                "uji/permit.toml:4:10: [numbering] permit: `503/{NNNN}/{XX}`: unknown token `{XX}` (known: {N…N}, {MM}, {mm}, {YYYY}, {YY}, {DD}, {J…J}, {KDPER})",
+                "uji/permit.toml:6:16: [numbering.perubahan] registration: `REG/{NNNN`: unbalanced `{` at character 5",
+                "uji/permit.toml:7:10: [numbering.perubahan] permit: `{J…J}` prints the permit type's number; set `type_number` in [numbering]",
+            ]
+        );
+        let unknown_kind = flow_problems(
+            "name = \"Uji\"\n[numbering.sementara]\npermit = \"{NN}\"\n",
+            None,
+        );
+        assert_eq!(unknown_kind.len(), 1, "{unknown_kind:?}");
+        assert!(
+            unknown_kind[0].contains("unknown field `sementara`"),
+            "{unknown_kind:?}"
+        );
+    }
+
+    #[test]
+    fn roles_are_the_offices() {
+        let toml = "name = \"Uji\"\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"bendahara\"\n";
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let files = PermitFiles::from([("permit.toml", toml)]);
+        let office = Roles::new(["front_office".to_owned(), "bendahara".to_owned()]).unwrap();
+        assert!(Permit::load("uji", &files, &host, &office).is_ok());
+        let other = Roles::new(["front_office".to_owned()]).unwrap();
+        let err = Permit::load("uji", &files, &host, &other).err().unwrap();
+        assert_eq!(
+            err[0].to_string(),
+            "uji/permit.toml:5:1: step `a`: unknown role `bendahara` (the office's roles: admin, front_office)"
+        );
+    }
+
+    #[test]
+    fn guards_allow_with_unit_refuse_with_text_and_fail_otherwise() {
+        use crate::permits::pipeline::guard;
+        let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
+        let script = "fn lengkap(app, params) {\n  if app.applicant.nik == \"\" { \"NIK kosong\" } else { () }\n}\n\
+                      fn luas(app, params) {\n  if app.data.luas > decimal(params.batas) { \"terlalu luas\" } else { () }\n}\n\
+                      fn salah(app, params) {\n  42\n}\n";
+        let toml = "name = \"Uji\"\n[params]\nbatas = \"100.5\"\n";
+        let files = PermitFiles::from([("permit.toml", toml), ("flow.rhai", script)]);
+        let permit = Permit::load("uji", &files, &host, &Roles::default())
+            .map_err(|_| ())
+            .unwrap();
+        let context = CallContext::default();
+        let app = |nik: &str| serde_json::json!({"applicant": {"nik": nik}, "data": {}});
+        assert_eq!(
+            guard(&permit, &host, "lengkap", &app("1871"), &context).unwrap(),
+            None
+        );
+        assert_eq!(
+            guard(&permit, &host, "lengkap", &app(""), &context).unwrap(),
+            Some("NIK kosong".to_owned())
+        );
+        // Numbers reach the guard exactly: 100.50000000000000001 is more than 100.5.
+        let data: serde_json::Value =
+            serde_json::from_str(r#"{"data": {"luas": 100.50000000000000001}}"#).unwrap();
+        assert_eq!(
+            guard(&permit, &host, "luas", &data, &context).unwrap(),
+            Some("terlalu luas".to_owned())
+        );
+        let data: serde_json::Value = serde_json::from_str(r#"{"data": {"luas": 100.5}}"#).unwrap();
+        assert_eq!(
+            guard(&permit, &host, "luas", &data, &context).unwrap(),
+            None
+        );
+        let e = guard(&permit, &host, "salah", &app(""), &context).unwrap_err();
+        assert_eq!(
+            (e.location.file.as_str(), e.location.line),
+            ("uji/flow.rhai", 7),
+            "{e}"
+        );
+        assert!(e.message.contains("guard `salah` must return ()"), "{e}");
+        let e = guard(&permit, &host, "tidak_ada", &app(""), &context).unwrap_err();
+        assert!(e.message.contains("guard `tidak_ada`"), "{e}");
+        // A script failure inside a guard is located in flow.rhai.
+        let e = guard(
+            &permit,
+            &host,
+            "luas",
+            &serde_json::json!({"data": {"luas": "x"}}),
+            &context,
+        )
+        .unwrap_err();
+        assert_eq!(e.location.file, "uji/flow.rhai", "{e}");
+    }
+
     #[test]
     fn whole_file_problems_are_at_1_1() {
         let host = ScriptHost::new(&Limits::default(), BTreeMap::new());
-        let err = Permit::load("uji", &PermitFiles::new(), &host)
+        let err = Permit::load("uji", &PermitFiles::new(), &host, &Roles::default())
             .err()
             .unwrap();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! A release is the whole rules tree, identified by its content hash, compiled and tested as one.
 //! Candidates that fail anything are never served.
 
+mod calendar;
 mod imports;
 pub mod source;
 
@@ -13,14 +14,18 @@ use serde::Serialize;
 
 use imports::Imports;
 
+use crate::auth::Roles;
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
+use crate::domain::calendar::Calendar;
 use crate::permits::{fixtures, Permit, PermitFiles};
 use crate::scripts::ScriptHost;
 pub use source::SourceTree;
 
 /// Folder of shared Rhai modules inside the rules tree.
 pub const LIB_DIR: &str = "lib";
+/// The office's working-day calendar, at the top of the rules tree.
+pub const CALENDAR_FILE: &str = "calendar.toml";
 
 /// A built, fully tested release.
 pub struct Release {
@@ -32,6 +37,16 @@ pub struct Release {
     pub report: BuildReport,
     /// The limits it was built and tested under; a permit is reused only under the same ones.
     limits: Limits,
+    /// The office roles its flows were checked against; likewise.
+    roles: Roles,
+    calendar: Calendar,
+}
+
+impl Release {
+    /// The working-day calendar (`calendar.toml`; the default calendar when there is none).
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
 }
 
 /// What building a candidate found; kept for accepted and rejected candidates alike.
@@ -125,6 +140,15 @@ pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> 
     build_on(tree, limits, None)
 }
 
+/// [`build_for`] an office with the default roles.
+pub fn build_on(
+    tree: SourceTree,
+    limits: &Limits,
+    base: Option<&Release>,
+) -> Result<Release, BuildReport> {
+    build_for(tree, limits, &Roles::default(), base)
+}
+
 /// What one permit folder came to in a build.
 struct PermitOutcome {
     permit: Option<Arc<Permit>>,
@@ -138,10 +162,11 @@ struct PermitOutcome {
 /// folder and whose imported library modules are the same in both trees: it was compiled and
 /// passed its fixtures with exactly these inputs, so it is taken as it is. Everything else is
 /// loaded, compiled and tested now, folders in parallel. The candidate is still one whole
-/// release, accepted or rejected as one.
-pub fn build_on(
+/// release, accepted or rejected as one. Flows may name only the office's `roles`.
+pub fn build_for(
     tree: SourceTree,
     limits: &Limits,
+    roles: &Roles,
     base: Option<&Release>,
 ) -> Result<Release, BuildReport> {
     let started = Instant::now();
@@ -152,7 +177,14 @@ pub fn build_on(
 
     let (libs, folders, mut layout) = split(&tree);
     report.diagnostics.append(&mut layout);
-    let base = base.filter(|b| b.limits == *limits);
+    let base = base.filter(|b| b.limits == *limits && b.roles == *roles);
+    let calendar = match tree.files().get(CALENDAR_FILE) {
+        Some(text) => calendar::parse(CALENDAR_FILE, text).unwrap_or_else(|mut problems| {
+            report.diagnostics.append(&mut problems);
+            Calendar::default()
+        }),
+        None => Calendar::default(),
+    };
     let base_layout = base.map(|b| split(&b.sources));
     // Library modules whose text differs from the base (added and removed ones included): a
     // permit importing one of them, even through another module, is built again.
@@ -197,7 +229,7 @@ pub fn build_on(
                     load_problems: Vec::new(),
                     fixture_problems: Vec::new(),
                 },
-                None => build_permit(id, files, &host),
+                None => build_permit(id, files, &host, roles),
             }
         })
         .collect();
@@ -249,6 +281,8 @@ pub fn build_on(
         permits,
         report,
         limits: limits.clone(),
+        roles: roles.clone(),
+        calendar,
     })
 }
 
@@ -263,7 +297,8 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
     let mut problems = Vec::new();
     for (path, text) in tree.files() {
         let Some((top, rest)) = path.split_once('/') else {
-            continue; // top-level files (README and the like) are documentation
+            // Top-level files: `calendar.toml`, read by the build, and documentation.
+            continue;
         };
         if top == LIB_DIR {
             match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
@@ -285,7 +320,12 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
 
 /// Loads, compiles and tests one permit folder; its fixtures run in parallel, their problems
 /// kept in the fixtures' order.
-fn build_permit(id: &str, files: &PermitFiles<'_>, host: &ScriptHost) -> PermitOutcome {
+fn build_permit(
+    id: &str,
+    files: &PermitFiles<'_>,
+    host: &ScriptHost,
+    roles: &Roles,
+) -> PermitOutcome {
     let mut outcome = PermitOutcome {
         permit: None,
         reused: false,
@@ -300,7 +340,7 @@ fn build_permit(id: &str, files: &PermitFiles<'_>, host: &ScriptHost) -> PermitO
         ));
         return outcome;
     }
-    let permit = match Permit::load(id, files, host) {
+    let permit = match Permit::load(id, files, host, roles) {
         Ok(p) => p,
         Err(d) => {
             outcome.load_problems = d;
@@ -746,6 +786,144 @@ required = false
             assert_eq!(got, expected);
             assert_eq!(report.fixtures_failed, 60);
         }
+    }
+
+    const FLOW: &str = "name = \"Uji\"\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"front_office\"\nsla_days = 2\nguard = \"ada_x\"\n[[flow]]\nstep = \"b\"\nlabel = \"B\"\nrole = \"kepala_dinas\"\n";
+    const GUARD: &str =
+        "fn ada_x(app, params) {\n  if \"x\" in app.data { () } else { \"x belum diisi\" }\n}\n";
+    const GUARD_FIXTURE: &str = r#"{"guard": "ada_x", "application": {"data": {}}, "expect": {"allowed": false, "message": "x belum diisi"}}"#;
+
+    #[test]
+    fn guard_fixtures_run_with_the_others_and_a_failure_rejects_the_release() {
+        let files = [
+            ("uji/permit.toml", FLOW),
+            ("uji/flow.rhai", GUARD),
+            (
+                "uji/tests/a.json",
+                r#"{"data": {"x": "1"}, "expect": {"valid": true}}"#,
+            ),
+            ("uji/tests/g.json", GUARD_FIXTURE),
+        ];
+        let r = built(build(tree(&files), &Limits::default()));
+        assert_eq!(r.report.fixtures_passed, 2);
+        assert_eq!(r.permits["uji"].flow().steps().len(), 2);
+
+        let wrong = r#"{"guard": "ada_x", "application": {"data": {}}, "expect": {"allowed": false, "message": "x kosong"}}"#;
+        let report = build(
+            tree(&[files[0], files[1], files[2], ("uji/tests/g.json", wrong)]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        let d = &report.diagnostics[0];
+        assert_eq!(d.file, "uji/tests/g.json");
+        assert_eq!(
+            d.message,
+            "guard `ada_x`: expected the message `x kosong`, got `x belum diisi`"
+        );
+        assert_eq!(
+            d.actual.as_deref(),
+            Some(&serde_json::json!({"allowed": false, "message": "x belum diisi"}))
+        );
+        let allowed = r#"{"guard": "ada_x", "application": {"data": {"x": 1}}, "expect": {"allowed": false}}"#;
+        let report = build(
+            tree(&[files[0], files[1], files[2], ("uji/tests/g.json", allowed)]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            report.diagnostics[0].message,
+            "guard `ada_x`: expected allowed = false, got true"
+        );
+        let unknown = r#"{"guard": "lain", "application": {}, "expect": {"allowed": true}}"#;
+        let report = build(
+            tree(&[files[0], files[1], files[2], ("uji/tests/g.json", unknown)]),
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            report.diagnostics[0].message,
+            "guard `lain` is not defined: uji/flow.rhai has no `fn lain(app, params)`"
+        );
+    }
+
+    #[test]
+    fn a_changed_flow_rhai_rebuilds_its_permit() {
+        let files = [
+            ("uji/permit.toml", FLOW),
+            ("uji/flow.rhai", GUARD),
+            ("uji/tests/g.json", GUARD_FIXTURE),
+            ("lain/permit.toml", PERMIT),
+            ("lain/levy.rhai", LEVY),
+            ("lain/tests/a.json", FIXTURE),
+        ];
+        let limits = Limits::default();
+        let base = built(build(tree(&files), &limits));
+        let report = build_on(
+            changed(
+                &files,
+                &[("uji/flow.rhai", "fn ada_x(app, params) {\n  ()\n}\n")],
+            ),
+            &limits,
+            Some(&base),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(reuse(&report), (1, 1, 1));
+        assert_eq!(report.diagnostics[0].file, "uji/tests/g.json");
+        // Other roles are another office: nothing is reused, and the flow is checked again.
+        let fewer = crate::auth::Roles::new(["front_office".to_owned()]).unwrap();
+        let report = build_for(tree(&files), &limits, &fewer, Some(&base))
+            .err()
+            .unwrap();
+        assert_eq!(reuse(&report), (1, 0, 0), "{}", report.summary());
+        assert!(
+            report.diagnostics[0]
+                .message
+                .contains("unknown role `kepala_dinas`"),
+            "{:?}",
+            report.diagnostics
+        );
+    }
+
+    #[test]
+    fn the_calendar_is_part_of_the_release() {
+        let limits = Limits::default();
+        let plain = built(build(tree(&PLAIN), &limits));
+        assert_eq!(plain.calendar(), &Calendar::default());
+        let calendar = "weekend = [\"friday\"]\n[[holiday]]\ndate = \"2026-01-01\"\nname = \"Tahun Baru 2026 Masehi\"\n";
+        let with = built(build_on(
+            changed(&PLAIN, &[(CALENDAR_FILE, calendar)]),
+            &limits,
+            Some(&plain),
+        ));
+        assert_ne!(with.id, plain.id, "the calendar is in the content hash");
+        assert_eq!(
+            reuse(&with.report),
+            (0, 2, 2),
+            "a calendar change reloads, rebuilding no permit"
+        );
+        let day = |s| crate::domain::parse_date(s).unwrap();
+        assert_eq!(
+            with.calendar().add_working_days(day("2025-12-31"), 1),
+            day("2026-01-03")
+        );
+        let report = build(
+            changed(&PLAIN, &[(CALENDAR_FILE, "weekend = [\"sabtu\"]\n")]),
+            &limits,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(report.diagnostics[0].file, CALENDAR_FILE);
+        assert!(
+            report.diagnostics[0]
+                .message
+                .contains("`\"sabtu\"` is not a weekday name"),
+            "{}",
+            report.diagnostics[0]
+        );
     }
 
     #[test]

@@ -104,6 +104,11 @@ impl Script {
             .iter_functions()
             .any(|f| f.name == name && f.params.len() == arity)
     }
+
+    /// The line where `func` is defined, 0 if unknown.
+    pub fn line_of(&self, func: &str) -> usize {
+        fn_line(self, func)
+    }
 }
 
 impl ScriptHost {

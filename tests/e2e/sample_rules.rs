@@ -174,3 +174,65 @@ async fn sip_dokter_checks_documents_and_the_office_date_live() {
         .iter()
         .any(|r| r["code"] == "str"));
 }
+
+/// A client draws the flow from `GET /v1/permits/{id}`: the steps of Kota Metro's PBG flow in
+/// order, with their roles, working-day deadlines, guard and effects, and the number formats.
+#[tokio::test]
+async fn the_permit_shows_its_flow_and_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_params(dir.path(), &[]);
+    let (status, v) = s.get("/v1/permits/pbg").await;
+    assert_eq!(status, 200, "{v}");
+    let steps: Vec<(String, String, u64)> = v["flow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["role"].as_str().unwrap().to_owned(),
+                s["sla_days"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("pendaftaran", "front_office", 1),
+        ("entri_data", "back_office", 1),
+        ("konsultasi_teknis", "tim_teknis", 5),
+        ("verifikasi_kabid", "kabid_pelayanan", 1),
+        ("penetapan", "kepala_dinas", 1),
+        ("penyerahan", "front_office", 1),
+    ]
+    .map(|(s, r, d)| (s.to_owned(), r.to_owned(), d));
+    assert_eq!(steps, expected, "{v}");
+    assert_eq!(
+        v["flow"][0]["label"], "Pendaftaran dan pemeriksaan berkas",
+        "{v}"
+    );
+    assert_eq!(v["flow"][0]["guard"], "berkas_lengkap", "{v}");
+    assert_eq!(v["flow"][0]["effects"], json!([]), "{v}");
+    assert_eq!(v["flow"][4]["effects"], json!(["issue_permit"]), "{v}");
+    assert_eq!(v["numbering"]["registration"], "REG/PBG/{YYYY}/{NNNNN}");
+    assert_eq!(
+        v["numbering"]["permit"],
+        "503/{NNNN}/PBG/DPMPTSP/{MM}/{YYYY}"
+    );
+    assert_eq!(
+        v["numbering"]["kinds"]["perpanjangan"]["permit"],
+        "503/{NNNN}/PBG-P/DPMPTSP/{MM}/{YYYY}"
+    );
+    // Every existing field is still there.
+    assert_eq!(v["id"], "pbg");
+    assert_eq!(v["has_levy"], true);
+    assert!(v["release"].is_string(), "{v}");
+
+    let (_, v) = s.get("/v1/permits/sewa-tanah").await;
+    let keys: Vec<&str> = v["flow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["pendaftaran", "survei_lokasi", "penetapan"]);
+    assert_eq!(v["numbering"]["permit"], "593/{NNN}/ST/{MM}/{YYYY}");
+}

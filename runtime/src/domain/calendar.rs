@@ -84,7 +84,9 @@ impl Calendar {
 
     /// Not a weekend day, a holiday or an office day off.
     pub fn is_working_day(&self, day: NaiveDate) -> bool {
-        !self.is_weekend(day) && !self.holidays.contains_key(&day) && !self.days_off.contains_key(&day)
+        !self.is_weekend(day)
+            && !self.holidays.contains_key(&day)
+            && !self.days_off.contains_key(&day)
     }
 
     /// Why `day` is not a working day: the holiday's or day off's name, or `None` (a working
@@ -164,8 +166,12 @@ mod tests {
     fn holidays_and_days_off_are_skipped() {
         let c = Calendar::new(
             [Weekday::Sat, Weekday::Sun],
-            [(d("2026-03-20"), "Idul Fitri".to_owned())].into_iter().collect(),
-            [(d("2026-03-19"), "Cuti bersama".to_owned())].into_iter().collect(),
+            [(d("2026-03-20"), "Idul Fitri".to_owned())]
+                .into_iter()
+                .collect(),
+            [(d("2026-03-19"), "Cuti bersama".to_owned())]
+                .into_iter()
+                .collect(),
         )
         .unwrap();
         // Wednesday 18 March + 1: Thursday (day off) and Friday (holiday) are skipped, then

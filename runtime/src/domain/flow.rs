@@ -17,10 +17,7 @@ impl Effect {
     pub const ALL: &'static [(&'static str, Effect)] = &[("issue_permit", Effect::IssuePermit)];
 
     pub fn parse(name: &str) -> Option<Effect> {
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, e)| *e)
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -152,7 +149,10 @@ mod tests {
         assert_eq!(flow.next_after("x"), None);
         assert_eq!(flow.position("c"), Some(2));
         assert!(flow.may_return("b", "a"));
-        assert!(!flow.may_return("b", "c"), "a return goes back, never forward");
+        assert!(
+            !flow.may_return("b", "c"),
+            "a return goes back, never forward"
+        );
         assert!(!flow.may_return("b", "b"));
         assert!(flow.may_return("c", "a"));
         assert!(!flow.may_return("c", "b"), "c lists only a");

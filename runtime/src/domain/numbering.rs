@@ -18,6 +18,7 @@ pub const DEFAULT_REGISTRATION: &str = "REG/{YYYY}/{NNNNNN}";
 /// `[numbering]`, else its id in capitals).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct PermitCode {
+    #[serde(rename = "type_number", skip_serializing_if = "Option::is_none")]
     pub number: Option<u32>,
     pub code: String,
 }
@@ -368,10 +369,7 @@ mod tests {
 
     #[test]
     fn a_sequence_wider_than_its_ns_is_printed_in_full() {
-        assert_eq!(
-            render("REG/{NNN}", 123_456, on(2026, 1, 1)),
-            "REG/123456"
-        );
+        assert_eq!(render("REG/{NNN}", 123_456, on(2026, 1, 1)), "REG/123456");
     }
 
     #[test]
@@ -403,9 +401,14 @@ mod tests {
         .into_iter()
         .collect();
         let n = Numbering::new(None, Some(f("{NN}")), kinds, PermitCode::default());
-        assert_eq!(n.registration("baru").unwrap().as_str(), DEFAULT_REGISTRATION);
         assert_eq!(
-            n.registration("baru").unwrap().render(3, on(2026, 1, 1), n.code()),
+            n.registration("baru").unwrap().as_str(),
+            DEFAULT_REGISTRATION
+        );
+        assert_eq!(
+            n.registration("baru")
+                .unwrap()
+                .render(3, on(2026, 1, 1), n.code()),
             "REG/2026/000003"
         );
         assert_eq!(n.permit("baru").unwrap().as_str(), "{NN}");
@@ -415,7 +418,8 @@ mod tests {
             Some("perpanjangan")
         );
         assert_eq!(
-            n.format(NumberKind::Registration, "perpanjangan").map(|(k, _)| k),
+            n.format(NumberKind::Registration, "perpanjangan")
+                .map(|(k, _)| k),
             Some("default")
         );
         assert_eq!(Numbering::default().permit("baru"), None);

@@ -1,5 +1,6 @@
-//! Fixture tests of a permit type: `tests/<name>.json` with input data and expected outcome.
-//! Every fixture runs on every candidate release; one failure rejects the candidate.
+//! Fixture tests of a permit type: `tests/<name>.json` with input data and expected outcome, or
+//! with an application and what a guard of `flow.rhai` must say about it. Every fixture runs on
+//! every candidate release; one failure rejects the candidate.
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -16,9 +17,17 @@ use crate::scripts::shared::SharedMap;
 use crate::scripts::value::decimal_string;
 use crate::scripts::{CallContext, ScriptHost};
 
+/// One fixture file: a data fixture (`"data"`), or a guard fixture (`"guard"`).
+#[derive(Debug, Clone)]
+pub enum Fixture {
+    Data(DataFixture),
+    Guard(GuardFixture),
+}
+
+/// `{"data": {...}, "expect": {"valid", "errors", "total", "items"}}`: the pipeline's outcome.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Fixture {
+pub struct DataFixture {
     #[serde(default)]
     pub description: Option<String>,
     /// Overrides of `[params]` keys for this fixture only.
@@ -51,9 +60,35 @@ pub struct ExpectItem {
     pub label: Option<String>,
 }
 
+/// `{"guard": "berkas_lengkap", "application": {...}, "expect": {"allowed": false, "message":
+/// "..."}}`: what guard `guard` of `flow.rhai` answers for `application` (the application as
+/// the API shows it). `message` is optional; `today` and `params` as in a data fixture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardFixture {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub guard: String,
+    #[serde(default)]
+    pub params: serde_json::Map<String, Json>,
+    pub application: Json,
+    #[serde(default)]
+    pub today: Option<String>,
+    pub expect: GuardExpect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardExpect {
+    pub allowed: bool,
+    /// The refusal's exact message (only with `allowed: false`).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 impl Fixture {
     pub fn parse(file: &str, text: &str) -> Result<Self, Diagnostic> {
-        serde_json::from_str(text).map_err(|e| {
+        let located = |e: serde_json::Error| {
             let message = e.to_string();
             // serde_json appends " at line L column C"; the location is ours to print.
             let message = message
@@ -61,7 +96,34 @@ impl Fixture {
                 .map_or(message.as_str(), |(m, _)| m)
                 .to_owned();
             Diagnostic::new(file, e.line(), e.column(), message)
-        })
+        };
+        let is_guard = serde_json::from_str::<Json>(text)
+            .map_err(located)?
+            .get("guard")
+            .is_some();
+        if is_guard {
+            serde_json::from_str(text)
+                .map(Fixture::Guard)
+                .map_err(located)
+        } else {
+            serde_json::from_str(text)
+                .map(Fixture::Data)
+                .map_err(located)
+        }
+    }
+
+    fn today(&self) -> Option<&String> {
+        match self {
+            Fixture::Data(f) => f.today.as_ref(),
+            Fixture::Guard(f) => f.today.as_ref(),
+        }
+    }
+
+    fn params(&self) -> &serde_json::Map<String, Json> {
+        match self {
+            Fixture::Data(f) => &f.params,
+            Fixture::Guard(f) => &f.params,
+        }
     }
 }
 
@@ -80,7 +142,7 @@ pub fn run(
     file: &str,
     fixture: &Fixture,
 ) -> Result<(), Diagnostic> {
-    let today = match &fixture.today {
+    let today = match fixture.today() {
         Some(t) => Some(crate::scripts::api::parse_date(t).map_err(|_| {
             Diagnostic::file(file, format!("`today` is not a date (YYYY-MM-DD): `{t}`"))
         })?),
@@ -96,13 +158,8 @@ fn run_at(
     file: &str,
     fixture: &Fixture,
 ) -> Result<(), Diagnostic> {
-    let fail = |message: String, expected: Json, actual: Json| Diagnostic {
-        expected: Some(Box::new(expected)),
-        actual: Some(Box::new(actual)),
-        ..Diagnostic::file(file, message)
-    };
     let mut params = permit.params.clone();
-    for (key, value) in &fixture.params {
+    for (key, value) in fixture.params() {
         let v =
             from_json(value).map_err(|e| Diagnostic::file(file, format!("params.{key}: {e}")))?;
         if !params.set(key, v) {
@@ -114,16 +171,97 @@ fn run_at(
     }
     // Converted once per fixture that overrides params; the others share the permit's.
     let overridden;
-    let params = if fixture.params.is_empty() {
+    let params = if fixture.params().is_empty() {
         &permit.script_params
     } else {
         overridden = SharedMap::from_params(&params);
         &overridden
     };
-    let in_fixture = |e: crate::scripts::ScriptError| Diagnostic {
+    match fixture {
+        Fixture::Data(fixture) => run_data(permit, host, context, params, file, fixture),
+        Fixture::Guard(fixture) => run_guard(permit, host, context, params, file, fixture),
+    }
+}
+
+fn in_fixture(file: &str) -> impl Fn(crate::scripts::ScriptError) -> Diagnostic + '_ {
+    move |e| Diagnostic {
         message: format!("{} (while running fixture {file})", e.message),
         ..e.location
+    }
+}
+
+fn failure(file: &str, message: String, expected: Json, actual: Json) -> Diagnostic {
+    Diagnostic {
+        expected: Some(Box::new(expected)),
+        actual: Some(Box::new(actual)),
+        ..Diagnostic::file(file, message)
+    }
+}
+
+fn run_guard(
+    permit: &Permit,
+    host: &ScriptHost,
+    context: &CallContext,
+    params: &SharedMap,
+    file: &str,
+    fixture: &GuardFixture,
+) -> Result<(), Diagnostic> {
+    let name = &fixture.guard;
+    if !permit.guards().is_some_and(|s| s.has_fn(name, 2)) {
+        return Err(Diagnostic::file(
+            file,
+            format!(
+                "guard `{name}` is not defined: {}/flow.rhai has no `fn {name}(app, params)`",
+                permit.id
+            ),
+        ));
+    }
+    let answer = pipeline::guard_with(permit, host, name, &fixture.application, context, params)
+        .map_err(in_fixture(file))?;
+    let shown = |answer: &Option<String>| match answer {
+        None => serde_json::json!({ "allowed": true }),
+        Some(message) => serde_json::json!({ "allowed": false, "message": message }),
     };
+    let mut expected = serde_json::json!({ "allowed": fixture.expect.allowed });
+    if let (Some(message), Some(slot)) = (&fixture.expect.message, expected.as_object_mut()) {
+        slot.insert("message".to_owned(), Json::String(message.clone()));
+    }
+    let allowed = answer.is_none();
+    if allowed != fixture.expect.allowed {
+        return Err(failure(
+            file,
+            format!(
+                "guard `{name}`: expected allowed = {}, got {allowed}",
+                fixture.expect.allowed
+            ),
+            expected,
+            shown(&answer),
+        ));
+    }
+    if let (Some(want), Some(got)) = (&fixture.expect.message, &answer) {
+        if want != got {
+            return Err(failure(
+                file,
+                format!("guard `{name}`: expected the message `{want}`, got `{got}`"),
+                expected,
+                shown(&answer),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run_data(
+    permit: &Permit,
+    host: &ScriptHost,
+    context: &CallContext,
+    params: &SharedMap,
+    file: &str,
+    fixture: &DataFixture,
+) -> Result<(), Diagnostic> {
+    let fail =
+        |message: String, expected: Json, actual: Json| failure(file, message, expected, actual);
+    let in_fixture = in_fixture(file);
     // Fixtures assert field names only; messages are in the default language.
     let checked = pipeline::check(
         permit,
@@ -133,7 +271,7 @@ fn run_at(
         params,
         Language::default(),
     )
-    .map_err(in_fixture)?;
+    .map_err(&in_fixture)?;
     let (errors, valid_data) = match checked {
         Err(errors) => (errors, None),
         Ok(valid) => (Vec::new(), Some(valid)),
@@ -176,7 +314,7 @@ fn run_at(
         return Ok(());
     }
     let assessment = match valid_data {
-        Some(valid) => valid.assess().map_err(in_fixture)?,
+        Some(valid) => valid.assess().map_err(&in_fixture)?,
         None => None,
     };
     let Some(assessment) = assessment else {

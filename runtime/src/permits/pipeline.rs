@@ -8,10 +8,13 @@ use serde_json::Value as Json;
 use super::fields::FieldError;
 use super::Permit;
 use crate::config::Language;
+use crate::diagnostic::Diagnostic;
+use crate::domain::value::from_json;
 use crate::domain::Record;
 use crate::levy::Assessment;
 use crate::scripts::shared::SharedMap;
-use crate::scripts::{CallContext, ScriptError, ScriptHost};
+use crate::scripts::value::to_dynamic;
+use crate::scripts::{CallContext, ScriptError, ScriptErrorKind, ScriptHost};
 
 /// What a request may evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +104,67 @@ impl Valid<'_> {
     pub fn assess(self) -> Result<Option<Assessment>, ScriptError> {
         self.permit
             .assess(self.host, self.context, self.data, self.params)
+    }
+}
+
+/// Asks guard `name` of the permit's `flow.rhai` (`fn name(app, params)`) whether `app` (the
+/// application as the API shows it; numbers reach the script as exact decimals) may advance:
+/// `None` allows it, `Some(message)` refuses it with the guard's message. A guard returning
+/// anything else, or failing, is a script error naming the guard (the service wraps it as
+/// `EvalError::Script`, which the API already maps). Run it on the blocking pool like every
+/// evaluation.
+pub fn guard(
+    permit: &Permit,
+    host: &ScriptHost,
+    name: &str,
+    app: &Json,
+    context: &CallContext,
+) -> Result<Option<String>, ScriptError> {
+    guard_with(permit, host, name, app, context, &permit.script_params)
+}
+
+/// [`guard`] with `params` in place of the permit's own (a fixture's overrides).
+pub fn guard_with(
+    permit: &Permit,
+    host: &ScriptHost,
+    name: &str,
+    app: &Json,
+    context: &CallContext,
+    params: &SharedMap,
+) -> Result<Option<String>, ScriptError> {
+    let file = format!("{}/flow.rhai", permit.id);
+    let failure = |message: String| ScriptError {
+        kind: ScriptErrorKind::Runtime,
+        location: Diagnostic::file(&file, ""),
+        message,
+    };
+    let script = permit
+        .guards()
+        .filter(|s| s.has_fn(name, 2))
+        .ok_or_else(|| {
+            failure(format!(
+                "guard `{name}`: {file} has no `fn {name}(app, params)`"
+            ))
+        })?;
+    let app =
+        from_json(app).map_err(|e| failure(format!("guard `{name}`: the application: {e}")))?;
+    let out = host.call(
+        context,
+        script,
+        name,
+        (to_dynamic(&app), rhai::Dynamic::from(params.clone())),
+    )?;
+    if out.is_unit() {
+        return Ok(None);
+    }
+    match out.into_immutable_string() {
+        Ok(message) => Ok(Some(message.to_string())),
+        Err(type_name) => Err(ScriptError {
+            location: Diagnostic::new(&file, script.line_of(name), 0, ""),
+            ..failure(format!(
+                "guard `{name}` must return () to allow or a message (text) to refuse, not {type_name}"
+            ))
+        }),
     }
 }
 

@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 use chrono::Utc;
 
 use super::recorder::Actor;
+use crate::auth::Roles;
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
@@ -197,6 +198,8 @@ struct ReloadState {
 pub struct ReleaseManager {
     rules_dir: PathBuf,
     limits: Limits,
+    /// The office's roles: flows may name only these.
+    roles: Roles,
     store: Store,
     metrics: Arc<Metrics>,
     active: Active,
@@ -210,6 +213,7 @@ impl ReleaseManager {
     pub(crate) fn new(
         rules_dir: PathBuf,
         limits: Limits,
+        roles: Roles,
         store: Store,
         metrics: Arc<Metrics>,
         active: Active,
@@ -217,6 +221,7 @@ impl ReleaseManager {
         Self {
             rules_dir,
             limits,
+            roles,
             store,
             metrics,
             active,
@@ -502,11 +507,14 @@ impl ReleaseManager {
 
     async fn build(&self, tree: SourceTree) -> Result<Result<Release, BuildReport>, ReleaseError> {
         let limits = self.limits.clone();
+        let roles = self.roles.clone();
         // Permits unchanged since the active release are reused from it, not rebuilt.
         let base = self.current();
-        tokio::task::spawn_blocking(move || release::build_on(tree, &limits, base.as_deref()))
-            .await
-            .map_err(ReleaseError::BuildCrashed)
+        tokio::task::spawn_blocking(move || {
+            release::build_for(tree, &limits, &roles, base.as_deref())
+        })
+        .await
+        .map_err(ReleaseError::BuildCrashed)
     }
 
     async fn activate(
