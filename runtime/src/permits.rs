@@ -861,7 +861,7 @@ effects = ["issue_permit"]
         assert_eq!(
             flow_problems(toml, None),
             [
-                "uji/permit.toml:5:1: step `pendaftaran`: unknown role `loket` (the office's roles: admin, front_office, back_office, kabid_pelayanan, tim_teknis, kepala_dinas)",
+                "uji/permit.toml:5:1: step `pendaftaran`: unknown role `loket` (the office's roles: admin, front_office, back_office, kabid_pelayanan, tim_teknis, kepala_dinas, bendahara)",
                 "uji/permit.toml:7:1: step `pendaftaran` is declared twice",
                 "uji/permit.toml:10:1: step `pendaftaran`: `sla_days` must be a positive whole number of working days, not `0`",
                 "uji/permit.toml:12:1: step key `Entri-Data` must be lowercase letters, digits and `_`",
