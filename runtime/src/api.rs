@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod routes;
 mod server;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

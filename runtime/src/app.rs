@@ -10,6 +10,7 @@ use crate::services::evaluator::Evaluator;
 use crate::services::recorder::Recorder;
 use crate::services::releases::{Active, ReleaseError, ReleaseManager, ReloadOutcome};
 use crate::services::tokens::Tokens;
+use crate::services::users::Users;
 use crate::store::Store;
 
 /// The running service.
@@ -21,6 +22,7 @@ pub struct App {
     evaluator: Evaluator,
     recorder: Arc<Recorder>,
     tokens: Tokens,
+    users: Users,
 }
 
 /// How the service is, as `/health` reports it.
@@ -61,6 +63,7 @@ impl App {
             config.utc_offset,
         );
         let tokens = Tokens::new(store.clone(), config.roles.clone());
+        let users = Users::new(store.clone(), config.roles.clone());
         Self {
             config,
             store,
@@ -69,6 +72,7 @@ impl App {
             evaluator,
             recorder,
             tokens,
+            users,
         }
     }
 
@@ -91,6 +95,10 @@ impl App {
 
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     pub fn metrics(&self) -> &Metrics {

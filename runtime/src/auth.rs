@@ -2,6 +2,7 @@
 //! SHA-256 hashes) and the [`Principal`] a presented token resolves to.
 
 mod principal;
+pub mod users;
 
 pub use principal::{PermitScope, Principal, ALL_PERMITS};
 
@@ -137,6 +138,7 @@ pub fn create_token(
         role: role.to_owned(),
         label: label.to_owned(),
         created_at: Utc::now(),
+        user: None,
     };
     store.write_blocking(vec![Op::Token {
         hash,
@@ -175,10 +177,42 @@ pub enum Resolved {
 /// Resolves a presented token to its caller, reading the store now: a role token's role, or its
 /// user's current roles, scope and active flag.
 pub fn authenticate(store: &Store, token: &str) -> Result<Resolved, StoreError> {
-    Ok(match lookup(store, token)? {
-        None => Resolved::Unknown,
-        Some(record) => Resolved::Active(Principal::role_token(&record.id, &record.role)),
+    let Some((record, user)) = store.token_and_user(&hash(token))? else {
+        return Ok(Resolved::Unknown);
+    };
+    Ok(match (record.user, user) {
+        (None, _) => Resolved::Active(Principal::role_token(&record.id, &record.role)),
+        // Users are never deleted; a token naming none is not a credential.
+        (Some(_), None) => Resolved::Unknown,
+        (Some(_), Some(user)) if !user.active => Resolved::Deactivated {
+            user: user.username,
+        },
+        (Some(_), Some(user)) => Resolved::Active(Principal {
+            token_id: record.id,
+            permits: PermitScope::from_list(&user.permits),
+            user: Some(user.username),
+            roles: user.roles,
+        }),
     })
+}
+
+/// Creates a token for the user `username` (which the caller has checked exists) and returns
+/// the secret with the record, unwritten: the caller writes it with its audit entry.
+pub fn new_user_token(username: &str, label: &str) -> Result<(String, TokenRecord, Op), AuthError> {
+    let token = generate()?;
+    let hash = hash(&token);
+    let record = TokenRecord {
+        id: hash.get(..12).unwrap_or(&hash).to_owned(),
+        role: String::new(),
+        label: label.to_owned(),
+        created_at: Utc::now(),
+        user: Some(username.to_owned()),
+    };
+    let op = Op::Token {
+        hash,
+        record: record.clone(),
+    };
+    Ok((token, record, op))
 }
 
 /// On first start there is no admin yet: create one and leave the secret in

@@ -4,7 +4,7 @@
 //! - [`api`] — axum routes, auth, size limits, the one error type of the HTTP surface;
 //! - [`app`] — the composition root: wires the services over one store and one configuration;
 //! - [`services`] — one job each: releases (reloads, activation, pin, fallback), evaluation,
-//!   the decision and audit recorder, tokens;
+//!   the decision and audit recorder, tokens, users;
 //! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
 //! - `watch` — file events → candidate releases;
 //! - [`domain`] — plain values: exact numbers, dates, checked form data, params and tables;

@@ -1,4 +1,4 @@
-//! The `pintu` command: serve the rules, check a rules folder, manage API tokens.
+//! The `pintu` command: serve the rules, check a rules folder, manage API tokens and users.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use pintu::auth::users::NewUser;
 use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR};
 use pintu::release::{self, SourceTree};
 use pintu::services::recorder::{audit_op, Actor, AuditAction};
+use pintu::services::users;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage users (staff accounts with roles and permit types) while the server is stopped;
+    /// while it runs, use the `/admin/users` routes.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the Rhai definition file of the script API (for editor completion).
     Definitions,
     /// Inspect the database.
@@ -94,6 +102,43 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add {
+        /// 1 to 64 of a-z, 0-9, `.`, `_` and `-`.
+        username: String,
+        /// The user's full name.
+        #[arg(long)]
+        name: String,
+        /// Nomor Induk Pegawai (18 digits), if the user has one.
+        #[arg(long)]
+        nip: Option<String>,
+        /// One or more of the office's roles (`--role front_office --role admin`).
+        #[arg(long = "role", required = true, num_args = 1.., action = clap::ArgAction::Append)]
+        roles: Vec<String>,
+        /// Permit type ids the user handles, or '*' for every permit type.
+        #[arg(long = "permit", required = true, num_args = 1.., action = clap::ArgAction::Append)]
+        permits: Vec<String>,
+        /// Data folder [default: ./data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// pintu.toml whose `roles` apply [default: ./pintu.toml if present]
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create a token for a user and print it once; only its hash is stored.
+    Token {
+        username: String,
+        /// Who or what the token is for (e.g. the desk or the device).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Data folder [default: ./data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -129,6 +174,37 @@ fn main() -> ExitCode {
         } => Config::resolve(config_or_default(config).as_deref(), None, None, None)
             .context("configuration")
             .and_then(|config| token_create(&config.roles, &role, &label, data)),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    name,
+                    nip,
+                    roles,
+                    permits,
+                    data,
+                    config,
+                },
+        } => Config::resolve(config_or_default(config).as_deref(), None, None, None)
+            .context("configuration")
+            .and_then(|config| {
+                let new = NewUser {
+                    username,
+                    name,
+                    nip,
+                    roles,
+                    permits,
+                };
+                user_add(&config.roles, new, data)
+            }),
+        Command::User {
+            command:
+                UserCommand::Token {
+                    username,
+                    label,
+                    data,
+                },
+        } => user_token(&username, &label, data),
         Command::Definitions => definitions(),
         Command::Store {
             command: StoreCommand::Check { data },
@@ -239,6 +315,45 @@ fn token_create(
     eprintln!(
         "created token {} with role {}; it is shown only once:",
         record.id, record.role
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The database for a command that writes, with a hint when the server holds it.
+fn open_for_cli(data: Option<PathBuf>, hint: &str) -> anyhow::Result<pintu::store::Store> {
+    let data = data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    pintu::store::Store::open(&data, 1)
+        .with_context(|| format!("cannot open the database (while `pintu serve` runs, {hint})"))
+}
+
+fn user_add(
+    roles: &pintu::auth::Roles,
+    new: NewUser,
+    data: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let store = open_for_cli(data, "create users with POST /admin/users")?;
+    let created = users::create(&store, roles, new, &Actor::Cli);
+    store.close();
+    let user = created?;
+    eprintln!(
+        "created user {} ({}) with roles {} for permit types {}",
+        user.username,
+        user.name,
+        user.roles.join(", "),
+        user.permits.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn user_token(username: &str, label: &str, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let store = open_for_cli(data, "create tokens with POST /admin/users/USERNAME/tokens")?;
+    let created = users::create_token(&store, username, label, &Actor::Cli);
+    store.close();
+    let (token, record) = created?;
+    eprintln!(
+        "created token {} for user {username}; it is shown only once:",
+        record.id
     );
     println!("{token}");
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,8 @@
 //!   reload lock and the start-up fallback;
 //! - [`evaluator`] — one evaluation of a request against the active release, recorded;
 //! - [`recorder`] — the decision and audit logs, and their retention;
-//! - [`tokens`] — API tokens.
+//! - [`tokens`] — API tokens;
+//! - [`users`] — users and their tokens.
 //!
 //! Services reach storage only through [`crate::store::Store`], and run its blocking work on
 //! the blocking pool; [`crate::app::App`] wires them together.
@@ -12,3 +13,4 @@ pub mod evaluator;
 pub mod recorder;
 pub mod releases;
 pub mod tokens;
+pub mod users;

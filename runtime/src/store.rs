@@ -25,7 +25,7 @@ use serde::Serialize;
 pub use check::{check, CheckReport};
 use records::{
     ActivationRecord, AuditRecord, DecisionRecord, Envelope, Listed, ReleaseRecord, ReloadRecord,
-    TokenRecord, RECORD_VERSION,
+    TokenRecord, UserRecord, RECORD_VERSION,
 };
 pub use retention::PrunePlan;
 pub use writer::Op;
@@ -48,6 +48,8 @@ pub(crate) const DECISIONS_BY_PERMIT: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("decisions_by_permit");
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Users by username (`UserRecord`); their tokens are in `tokens`, naming them.
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Applications by creation sequence (their id is `APP-<sequence>`).
 pub(crate) const APPLICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("applications");
 /// List indexes: (facet, value, list date, sequence) for the facets `all`, `permit`, `status`,
@@ -656,6 +658,50 @@ impl Store {
                 }
             }
             Ok(None)
+        })
+    }
+
+    /// The token stored under `hash` and, for a user's token, its user as stored now; read in
+    /// one transaction so that a request sees one state of both.
+    pub fn token_and_user(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(TokenRecord, Option<UserRecord>)>, StoreError> {
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let Some(token) = txn.open_table(TOKENS)?.get(hash)? else {
+                return Ok(None);
+            };
+            let token: TokenRecord = decode("tokens", token.value())?;
+            let user = match &token.user {
+                None => None,
+                Some(name) => txn
+                    .open_table(USERS)?
+                    .get(name.as_str())?
+                    .map(|v| decode::<UserRecord>("users", v.value()))
+                    .transpose()?,
+            };
+            Ok(Some((token, user)))
+        })
+    }
+
+    pub fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.get(USERS, "users", username)
+    }
+
+    /// Every user, by username. Offices have tens to hundreds of staff: one read.
+    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let t = txn.open_table(USERS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (_, v) = entry?;
+                out.push(decode::<UserRecord>("users", v.value())?);
+            }
+            Ok(out)
         })
     }
 

@@ -200,6 +200,7 @@ fn tokens() -> Vec<(String, TokenRecord)> {
                 role: "admin".to_owned(),
                 label: "first admin, created at start".to_owned(),
                 created_at: at(0),
+                user: None,
             },
         ),
         (
@@ -209,6 +210,7 @@ fn tokens() -> Vec<(String, TokenRecord)> {
                 role: "front_office".to_owned(),
                 label: "loket 1".to_owned(),
                 created_at: at(3),
+                user: None,
             },
         ),
     ]

@@ -19,6 +19,10 @@ enum Caller {
     /// An admin token that was revoked before the matrix ran.
     Revoked(String),
     Role(&'static str, String),
+    /// A user's token: the user's roles count (what it is, its roles, the token).
+    User(&'static str, Vec<&'static str>, String),
+    /// The token of a deactivated user (who holds every role).
+    Deactivated(String),
 }
 
 impl Caller {
@@ -29,6 +33,8 @@ impl Caller {
             Self::Unknown(_) => "unknown token".into(),
             Self::Revoked(_) => "revoked admin token".into(),
             Self::Role(r, _) => format!("role {r}"),
+            Self::User(what, ..) => format!("user {what}"),
+            Self::Deactivated(_) => "deactivated user".into(),
         }
     }
 
@@ -36,7 +42,11 @@ impl Caller {
         match self {
             Self::NoToken => None,
             Self::Malformed(_, h) => Some(h.clone()),
-            Self::Unknown(t) | Self::Revoked(t) | Self::Role(_, t) => Some(format!("Bearer {t}")),
+            Self::Unknown(t)
+            | Self::Revoked(t)
+            | Self::Role(_, t)
+            | Self::User(_, _, t)
+            | Self::Deactivated(t) => Some(format!("Bearer {t}")),
         }
     }
 
@@ -48,9 +58,12 @@ impl Caller {
         };
         match self {
             Self::NoToken | Self::Malformed(..) => Some((401, "unauthenticated")),
-            Self::Unknown(_) | Self::Revoked(_) => Some((401, "invalid_token")),
+            Self::Unknown(_) | Self::Revoked(_) | Self::Deactivated(_) => {
+                Some((401, "invalid_token"))
+            }
             Self::Role(role, _) if allowed.contains(role) => None,
-            Self::Role(..) => Some((403, "forbidden")),
+            Self::User(_, roles, _) if roles.iter().any(|r| allowed.contains(r)) => None,
+            Self::Role(..) | Self::User(..) => Some((403, "forbidden")),
         }
     }
 }
@@ -73,7 +86,12 @@ fn concrete(pattern: &str) -> String {
 
 async fn call(s: &Server, method: &str, path: &str, caller: &Caller) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let has_body = method == reqwest::Method::POST;
+    let has_body = [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+    ]
+    .contains(&method);
     let mut req = s.http.request(method, s.url(path));
     if let Some(h) = caller.header() {
         req = req.header("authorization", h);
@@ -98,6 +116,22 @@ async fn new_token(s: &Server, role: &str) -> (String, String) {
     )
 }
 
+/// A user with `roles` in every permit type, and a token of it.
+async fn new_user(s: &Server, username: &str, roles: &[&str]) -> String {
+    let (status, v) = s
+        .admin_post(
+            "/admin/users",
+            json!({"username": username, "name": username, "roles": roles, "permits": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .admin_post(&format!("/admin/users/{username}/tokens"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_caller_as_its_table_row_says() {
     let (_dir, s) = uji_server("1");
@@ -118,6 +152,12 @@ async fn every_route_answers_every_caller_as_its_table_row_says() {
         ("GET", "/admin/audit"),
         ("POST", "/admin/tokens"),
         ("DELETE", "/admin/tokens/{id}"),
+        ("POST", "/admin/users"),
+        ("GET", "/admin/users"),
+        ("GET", "/admin/users/{username}"),
+        ("PATCH", "/admin/users/{username}"),
+        ("POST", "/admin/users/{username}/tokens"),
+        ("GET", "/admin/users/{username}/tokens"),
     ] {
         assert!(
             admin_only.contains(&(method.to_owned(), path)),
@@ -147,6 +187,29 @@ async fn every_route_answers_every_caller_as_its_table_row_says() {
     for role in ROLES {
         callers.push(Caller::Role(role, new_token(&s, role).await.0));
     }
+    let staff: Vec<&'static str> = ROLES.iter().copied().filter(|r| *r != ADMIN).collect();
+    callers.push(Caller::User(
+        "admin",
+        vec![ADMIN],
+        new_user(&s, "matrix-admin", &[ADMIN]).await,
+    ));
+    callers.push(Caller::User(
+        "in every other role",
+        staff.clone(),
+        new_user(&s, "matrix-staff", &staff).await,
+    ));
+    let gone = new_user(&s, "matrix-gone", ROLES).await;
+    let r = s
+        .http
+        .patch(s.url("/admin/users/matrix-gone"))
+        .bearer_auth(&s.admin_token)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = pintu_tests::into_json(r).await;
+    assert_eq!(status, 200, "{v}");
+    callers.push(Caller::Deactivated(gone));
 
     let mut failures = Vec::new();
     let mut calls = 0;

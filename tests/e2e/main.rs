@@ -21,3 +21,4 @@ mod reload;
 mod sample_rules;
 mod scripts;
 mod storage;
+mod users;

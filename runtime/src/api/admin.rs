@@ -264,7 +264,10 @@ async fn revoke_token(
         .audit(
             &actor(&admin),
             AuditAction::RevokeToken,
-            json!({ "id": record.id, "role": record.role, "label": record.label }),
+            match &record.user {
+                Some(user) => json!({ "id": record.id, "user": user, "label": record.label }),
+                None => json!({ "id": record.id, "role": record.role, "label": record.label }),
+            },
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

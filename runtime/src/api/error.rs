@@ -12,6 +12,7 @@ use crate::permits::fields::FieldError;
 use crate::scripts::ScriptErrorKind;
 use crate::services::evaluator::EvalError;
 use crate::services::releases::{first_problem, ReleaseError, ReloadOutcome};
+use crate::services::users::UserError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    User(#[from] UserError),
 }
 
 impl AppError {
@@ -113,14 +116,18 @@ impl AppError {
             Self::Auth(AuthError::UnknownRole(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
             }
+            Self::User(UserError::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::User(UserError::Exists(_)) => (StatusCode::CONFLICT, "conflict"),
+            Self::User(UserError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Store(s)
             | Self::Release(ReleaseError::Store(s))
             | Self::Auth(AuthError::Store(s))
+            | Self::User(UserError::Store(s) | UserError::Auth(AuthError::Store(s)))
                 if s.is_unavailable() =>
             {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
-            Self::Release(_) | Self::Store(_) | Self::Auth(_) => {
+            Self::Release(_) | Self::Store(_) | Self::Auth(_) | Self::User(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         }

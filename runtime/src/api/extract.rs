@@ -42,9 +42,17 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             AppError::BadRequest(format!("Failed to parse the request body as JSON: {e}"))
         })?;
-        serde_json::from_value(value)
+        // The path names the field whose value has the wrong type (serde alone does not).
+        serde_path_to_error::deserialize(value)
             .map(Self)
-            .map_err(|e| AppError::InvalidBody(format!("request body: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                AppError::InvalidBody(if path == "." {
+                    format!("request body: {}", e.inner())
+                } else {
+                    format!("request body: `{path}`: {}", e.inner())
+                })
+            })
     }
 }
 

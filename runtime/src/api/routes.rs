@@ -89,10 +89,11 @@ impl Route {
     }
 }
 
-/// Every route of the API, public and admin.
+/// Every route of the API, public, admin and users.
 pub fn routes() -> Vec<Route> {
     let mut all = super::public_routes();
     all.extend(super::admin::routes());
+    all.extend(super::users::routes());
     all
 }
 

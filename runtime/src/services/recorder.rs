@@ -15,7 +15,7 @@ pub enum Actor {
     Token(String),
     /// A user (by username), whichever of its tokens it used.
     User(String),
-    /// The command line (`pintu token create`).
+    /// The command line (`pintu token create`, `pintu user ...`).
     Cli,
 }
 
@@ -45,6 +45,9 @@ pub enum AuditAction {
     Activate,
     CreateToken,
     RevokeToken,
+    UserCreated,
+    UserUpdated,
+    UserTokenCreated,
 }
 
 impl AuditAction {
@@ -55,6 +58,9 @@ impl AuditAction {
             AuditAction::Activate => "activate",
             AuditAction::CreateToken => "create_token",
             AuditAction::RevokeToken => "revoke_token",
+            AuditAction::UserCreated => "user_created",
+            AuditAction::UserUpdated => "user_updated",
+            AuditAction::UserTokenCreated => "user_token_created",
         }
     }
 }

@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     catch_unwind, files, panic_message, StoreError, ACTIVATIONS, APPLICATIONS, AUDIT, DB_FILE,
-    DECISIONS, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
+    DECISIONS, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS, USERS,
 };
 
 /// What the check found.
@@ -78,8 +78,14 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         ("release_sources", RELEASE_SOURCES),
         ("source_files", SOURCE_FILES),
         ("tokens", TOKENS),
+        ("users", USERS),
     ] {
-        let t = txn.open_table(table)?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            // A file last opened by a build without this table: nothing to read.
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         report.tables.push((name, t.len()?));
         for entry in t.iter()? {
             let (k, v) = entry?;

@@ -81,9 +81,31 @@ pub struct DecisionRecord {
 pub struct TokenRecord {
     /// Short public handle (a prefix of the hash) that audit entries name.
     pub id: String,
+    /// A role token's one role; empty for a user's token (the user's roles apply).
     pub role: String,
     pub label: String,
     pub created_at: DateTime<Utc>,
+    /// The user whose token this is (absent in role tokens and in records written before users
+    /// existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A member of the office's staff: the roles it acts in and the permit types it handles. Users
+/// are never deleted (histories and the audit log name them); they are deactivated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    pub username: String,
+    pub name: String,
+    /// Nomor Induk Pegawai, the civil servant's number, if the user has one.
+    #[serde(default)]
+    pub nip: Option<String>,
+    pub roles: Vec<String>,
+    /// Permit type ids, or `["*"]` for every permit type.
+    pub permits: Vec<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// An admin action.

@@ -9,7 +9,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use super::{
     decode, encode, StoreError, ACTIVATIONS, APPLICATIONS, APPLICATION_INDEX, AUDIT, COUNTERS,
     DECISIONS, DECISIONS_BY_PERMIT, EVENTS, META, META_DECISION_BYTES, META_SCHEMA, RELEASES,
-    RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
+    RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS, USERS,
 };
 
 /// Version of the table layout this binary writes and reads.
@@ -127,6 +127,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DECISIONS_BY_PERMIT)?;
     txn.open_table(TOKENS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(USERS)?;
     txn.open_table(APPLICATIONS)?;
     txn.open_table(APPLICATION_INDEX)?;
     txn.open_table(COUNTERS)?;

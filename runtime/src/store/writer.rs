@@ -12,12 +12,12 @@ use tokio::sync::oneshot;
 use super::applications::{ApplicationWrite, WriteOutcome};
 use super::records::{
     ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
-    TokenRecord,
+    TokenRecord, UserRecord,
 };
 use super::retention::{self, PrunePlan};
 use super::{
     encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
-    META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS,
+    META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -36,6 +36,8 @@ pub enum Op {
         hash: String,
         record: TokenRecord,
     },
+    /// Create or replace a user (by username).
+    User(UserRecord),
     /// Forget a token (by the hash it is stored under); a no-op if it is already gone.
     RevokeToken {
         hash: String,
@@ -303,6 +305,11 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
         Op::Token { hash, record } => {
             txn.open_table(TOKENS)?
                 .insert(hash.as_str(), encode(record)?.as_slice())?;
+            None
+        }
+        Op::User(user) => {
+            txn.open_table(USERS)?
+                .insert(user.username.as_str(), encode(user)?.as_slice())?;
             None
         }
         Op::RevokeToken { hash } => {
