@@ -306,21 +306,16 @@ impl Permit {
             }
         }
 
-        let mut sink = flow::Sink {
-            path: &toml_path,
-            source,
-            located: &located,
-            diags: &mut diags,
-        };
-        let steps = flow::flow(file.flow, roles, &mut sink);
-        let before = sink.diags.len();
+        let mut sink = flow::Sink::new(&toml_path, source, &located);
         let numbering = flow::numbering(id, file.numbering, &mut sink);
-        let formats_ok = sink.diags.len() == before;
-        flow::check_guards(id, &steps, guards.as_ref(), &mut sink);
         // A format that does not parse is already reported; it is not also missing.
+        let formats_ok = sink.is_empty();
+        let steps = flow::flow(file.flow, roles, &mut sink);
+        flow::check_guards(id, &steps, guards.as_ref(), &mut sink);
         if formats_ok {
             flow::check_effects(&steps, &numbering, &mut sink);
         }
+        diags.extend(sink.finish());
 
         let mut fixture_list = Vec::new();
         for (path, text) in files.iter().filter(|(p, _)| p.starts_with("tests/")) {

@@ -72,6 +72,52 @@ fn check_locates_a_script_error() {
     check_settings().bind(|| insta::assert_snapshot!("check_script_error", out));
 }
 
+/// `uji` with a flow: two steps, the first guarded by `ada_x` of `flow.rhai`, the second
+/// issuing the permit number; `extra` is appended to `permit.toml`.
+fn uji_with_flow(extra: &str) -> String {
+    format!(
+        "name = \"Izin Uji\"\n\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n\
+         greater_than = \"0\"\n\n[params]\nrate = \"0.1\"\n\n[numbering]\nregistration = \"REG/UJI/{{YYYY}}/{{NNNN}}\"\n\
+         permit = \"503/{{NNNN}}/UJI/{{MM}}/{{YYYY}}\"\n\n[[flow]]\nstep = \"periksa\"\nlabel = \"Periksa\"\n\
+         role = \"front_office\"\nsla_days = 1\nguard = \"ada_x\"\n\n[[flow]]\nstep = \"tetapkan\"\n\
+         label = \"Tetapkan\"\nrole = \"kepala_dinas\"\neffects = [\"issue_permit\"]\n{extra}"
+    )
+}
+
+const UJI_GUARD: &str =
+    "fn ada_x(app, params) {\n    if \"x\" in app.data { () } else { \"x belum diisi\" }\n}\n";
+
+#[test]
+fn check_reports_an_inconsistent_flow_numbering_and_calendar_at_their_keys() {
+    let extra = "\n[[flow]]\nstep = \"periksa\"\nlabel = \"Lagi\"\nrole = \"kasir\"\nsla_days = 0\n\
+                 effects = [\"assess_levy\"]\nguard = \"tidak_ada\"\nreturns_to = [\"serahkan\"]\n\n\
+                 [numbering.perpanjangan]\npermit = \"503/{NNNN/UJI-P\"\n";
+    let (code, out) = check_with(&[
+        ("uji/permit.toml", &uji_with_flow(extra)),
+        ("uji/flow.rhai", UJI_GUARD),
+        (
+            "calendar.toml",
+            "weekend = [\"saturday\", \"minggu\"]\n\n[[holiday]]\ndate = \"2026-02-30\"\nname = \"Tidak ada\"\n",
+        ),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    check_settings().bind(|| insta::assert_snapshot!("check_inconsistent_flow", out));
+}
+
+#[test]
+fn check_shows_a_failing_guard_fixture_with_expected_and_actual() {
+    let (code, out) = check_with(&[
+        ("uji/permit.toml", &uji_with_flow("")),
+        ("uji/flow.rhai", UJI_GUARD),
+        (
+            "uji/tests/penjaga.json",
+            r#"{"guard": "ada_x", "application": {"data": {}}, "expect": {"allowed": true}}"#,
+        ),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    check_settings().bind(|| insta::assert_snapshot!("check_failing_guard_fixture", out));
+}
+
 /// The startup entry of an accepted folder and the entry of a rejected change, as
 /// `/admin/reloads` lists them, with times, durations and ids replaced.
 #[tokio::test]

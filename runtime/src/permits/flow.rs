@@ -60,18 +60,39 @@ pub(super) struct KindDef {
     permit: Option<String>,
 }
 
-/// Where a problem is written in `permit.toml`, and the list it goes to.
+/// Where a problem is written in `permit.toml`; the problems found, by their place in the file.
 pub(super) struct Sink<'a> {
     pub path: &'a str,
     pub source: &'a str,
     pub located: &'a toml_edit::Document<&'a str>,
-    pub diags: &'a mut Vec<Diagnostic>,
+    found: Vec<(usize, Diagnostic)>,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    pub fn new(path: &'a str, source: &'a str, located: &'a toml_edit::Document<&'a str>) -> Self {
+        Self {
+            path,
+            source,
+            located,
+            found: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// The problems in the order they are written in the file (the checks run step by step,
+    /// then across steps).
+    pub fn finish(mut self) -> Vec<Diagnostic> {
+        self.found.sort_by_key(|(at, _)| *at);
+        self.found.into_iter().map(|(_, d)| d).collect()
+    }
+
     fn push(&mut self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
-        self.diags
-            .push(at_span(self.path, self.source, span, message));
+        let at = span.as_ref().map_or(0, |s| s.start);
+        self.found
+            .push((at, at_span(self.path, self.source, span, message)));
     }
 
     /// Where step `index` writes `key` (else where the step starts).
