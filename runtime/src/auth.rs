@@ -217,8 +217,10 @@ pub fn new_user_token(username: &str, label: &str) -> Result<(String, TokenRecor
 
 /// On first start there is no admin yet: create one and leave the secret in
 /// `DATA/admin.token`, readable by the server's user only. Returns the file written, if any.
+/// Also the way back in when no token can act as an admin any more (every admin token revoked,
+/// every admin user deactivated or without a token).
 pub fn ensure_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, AuthError> {
-    if store.tokens()?.iter().any(|t| t.role == ADMIN) {
+    if an_admin_can_sign_in(store)? {
         return Ok(None);
     }
     // Every list of roles holds the admin.
@@ -234,6 +236,23 @@ pub fn ensure_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, A
         source,
     })?;
     Ok(Some(path))
+}
+
+/// Whether some token acts as an admin now: a role token with [`ADMIN`], or a token of an active
+/// user holding it. An office run by admin users may revoke the first admin token for good.
+fn an_admin_can_sign_in(store: &Store) -> Result<bool, StoreError> {
+    for token in store.tokens()? {
+        let admin = match &token.user {
+            None => token.role == ADMIN,
+            Some(name) => store
+                .user(name)?
+                .is_some_and(|u| u.active && u.roles.iter().any(|r| r == ADMIN)),
+        };
+        if admin {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {

@@ -356,6 +356,36 @@ mod tests {
         assert_eq!(store.user("budi").unwrap().unwrap().name, "Pegawai budi");
     }
 
+    /// The first admin token is revoked once the office runs on admin users; a restart must not
+    /// write a new one while an active admin user holds a token, and must when none does.
+    #[test]
+    fn no_new_first_admin_token_while_an_admin_user_can_sign_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        let office = Roles::default();
+        let first = auth::ensure_admin(&store, dir.path()).unwrap().unwrap();
+        let first = std::fs::read_to_string(first).unwrap();
+        create(
+            &store,
+            &office,
+            new_user("kepala", &["admin"], &["*"]),
+            &Actor::Cli,
+        )
+        .unwrap();
+        create_token(&store, "kepala", "", &Actor::Cli).unwrap();
+        let id = auth::lookup(&store, first.trim()).unwrap().unwrap().id;
+        auth::revoke_token(&store, &id).unwrap().unwrap();
+        assert_eq!(auth::ensure_admin(&store, dir.path()).unwrap(), None);
+
+        // Without its admin role, no token can act as an admin: the way back in is written.
+        let change = UserChange {
+            roles: Some(vec!["kepala_dinas".into()]),
+            ..UserChange::default()
+        };
+        update(&store, &office, "kepala", change, &Actor::Cli).unwrap();
+        assert!(auth::ensure_admin(&store, dir.path()).unwrap().is_some());
+    }
+
     #[test]
     fn concurrent_creations_of_one_username_make_one_user() {
         let dir = tempfile::tempdir().unwrap();
