@@ -285,6 +285,14 @@ async fn a_user_s_token_follows_the_user_at_the_next_request() {
     assert_eq!(status, 201, "{v}");
     let created = audit_of(&s, "user_created").await;
     assert_eq!(created.last().unwrap()["actor"], "dewi");
+    let (status, v) = s.post_as("/admin/reload", &token, json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = s.admin_get("/admin/reloads?limit=1").await;
+    assert_eq!(v["reloads"][0]["trigger"], "dewi", "{v}");
+    assert_eq!(
+        audit_of(&s, "reload").await.last().unwrap()["actor"],
+        "dewi"
+    );
 
     // Deactivated: every token of the user stops at once (401, naming why); back when reactivated.
     let (status, v) = admin_patch(&s, "/admin/users/dewi", json!({"active": false})).await;

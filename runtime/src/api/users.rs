@@ -13,8 +13,8 @@ use super::error::AppError;
 use super::extract::{Admin, Body, Path};
 use super::routes::{Access, Route};
 use crate::app::App;
+use crate::auth;
 use crate::auth::users::{NewUser, UserChange};
-use crate::auth::{self};
 use crate::services::recorder::Actor;
 use crate::store::records::{TokenRecord, UserRecord};
 
