@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::AppError;
+use super::routes::Access;
 use crate::app::App;
 use crate::auth::{self, Principal, Resolved};
 
@@ -140,7 +141,7 @@ where
 
 /// The caller of a request: any valid token of an active user or a role token (401
 /// `unauthenticated` without one, `invalid_token` for an unknown, revoked or deactivated one).
-/// The route table has already checked its `Access::Roles` row ([`require`]); handlers check
+/// The route table has already checked its row ([`require`]); handlers check
 /// what depends on the request (a step's role, the permit type's scope) themselves.
 pub struct Staff(pub Principal);
 
@@ -195,12 +196,12 @@ async fn authenticate(headers: &HeaderMap, app: &App) -> Result<Principal, AppEr
     }
 }
 
-/// The route table's `Access::Roles(allowed)` check, run before the route's handler (and before
-/// its body is read): the caller must hold one of `allowed`. The principal is left in the
-/// request's extensions for [`Staff`] and [`Admin`].
+/// The route table's check of a `Staff` or `Roles(allowed)` row, run before the route's handler
+/// (and before its body is read): a valid token, holding one of `allowed` for a `Roles` row. The
+/// principal is left in the request's extensions for [`Staff`] and [`Admin`].
 pub(super) async fn require(
     app: Arc<App>,
-    allowed: &'static [&'static str],
+    access: Access,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -208,8 +209,10 @@ pub(super) async fn require(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if !principal.has_any_role(allowed) {
-        return AppError::Forbidden(missing_roles(allowed)).into_response();
+    if let Access::Roles(allowed) = access {
+        if !principal.has_any_role(allowed) {
+            return AppError::Forbidden(missing_roles(allowed)).into_response();
+        }
     }
     req.extensions_mut().insert(principal);
     next.run(req).await

@@ -19,6 +19,11 @@ use crate::app::App;
 pub enum Access {
     /// Anyone; a token, if sent, is ignored.
     Public,
+    /// Any caller with a valid token (a role token, or an active user's), whatever its roles:
+    /// for routes whose handler decides by the request itself (the role of an application's
+    /// current step, the permit type's scope). An office's own roles (`roles` in `pintu.toml`,
+    /// which flows may name) pass here, where no fixed list could name them.
+    Staff,
     /// A caller holding one of these roles (see [`crate::auth::ROLES`]): a role token with one
     /// of them or a user with one of them. Checked before the handler runs.
     Roles(&'static [&'static str]),
@@ -98,8 +103,8 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Adds every route of the table to `router` (routes sharing a path share its method router).
-/// A row's access is enforced here: an `Access::Roles` route is wrapped in the check that the
-/// caller holds one of its roles, so the table is what decides who gets past the door.
+/// A row's access is enforced here: a `Staff` or `Roles` route is wrapped in the check of the
+/// caller's token (and roles), so the table is what decides who gets past the door.
 pub(super) fn mount(router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<App>> {
     mount_table(router, app, routes())
 }
@@ -108,9 +113,9 @@ fn mount_table(router: Router<Arc<App>>, app: &Arc<App>, table: Vec<Route>) -> R
     table.into_iter().fold(router, |r, route| {
         let handler = match route.access {
             Access::Public => route.handler,
-            Access::Roles(allowed) => route.handler.route_layer(middleware::from_fn_with_state(
+            access => route.handler.route_layer(middleware::from_fn_with_state(
                 app.clone(),
-                move |State(app), req, next| super::extract::require(app, allowed, req, next),
+                move |State(app), req, next| super::extract::require(app, access, req, next),
             )),
         };
         r.route(route.path, handler)
@@ -211,5 +216,69 @@ mod tests {
         assert_eq!(call(None).await.0, StatusCode::UNAUTHORIZED);
         let unknown = format!("pintu_{}", "0".repeat(64));
         assert_eq!(call(Some(unknown)).await.0, StatusCode::UNAUTHORIZED);
+    }
+
+    /// An office with roles of its own: a `Staff` row lets its tokens through (the handler
+    /// decides by the request), a fixed list of default roles would not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staff_row_admits_every_valid_token_of_the_office_s_own_roles() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config_file = dir.path().join("pintu.toml");
+        std::fs::write(&config_file, "roles = [\"loket\", \"kasir\"]\n").unwrap();
+        let mut config = crate::config::Config::resolve(
+            Some(&config_file),
+            Some(dir.path().join("rules")),
+            Some(data.clone()),
+            None,
+        )
+        .unwrap();
+        config.watch = false;
+        let store = crate::store::Store::open(&data, 8).unwrap();
+        let roles = config.roles.clone();
+        let loket = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || {
+                crate::auth::create_token(&store, &roles, "loket", "")
+                    .unwrap()
+                    .0
+            }
+        })
+        .await
+        .unwrap();
+        let app = Arc::new(App::new(config, store));
+        let table = vec![
+            Route::get("/staff", Access::Staff, || async { "reached" }),
+            Route::get("/defaults", Access::Roles(crate::auth::ROLES), || async {
+                "reached"
+            }),
+        ];
+        let router = mount_table(Router::new(), &app, table).with_state(app);
+        let call = |path: &'static str, bearer: Option<String>| {
+            let router = router.clone();
+            async move {
+                let mut req = Request::get(path);
+                if let Some(t) = bearer {
+                    req = req.header("authorization", format!("Bearer {t}"));
+                }
+                let r = router
+                    .oneshot(req.body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                r.status()
+            }
+        };
+        assert_eq!(call("/staff", Some(loket.clone())).await, StatusCode::OK);
+        assert_eq!(call("/staff", None).await, StatusCode::UNAUTHORIZED);
+        let unknown = format!("pintu_{}", "0".repeat(64));
+        assert_eq!(
+            call("/staff", Some(unknown)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(call("/defaults", Some(loket)).await, StatusCode::FORBIDDEN);
     }
 }
