@@ -2,6 +2,7 @@
 //! socket; `serve` adds the listener, the file watcher and graceful shutdown.
 
 mod admin;
+mod applications;
 mod error;
 mod extract;
 mod routes;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::services::applications::Applications;
 use crate::services::evaluator::Evaluator;
 use crate::services::recorder::Recorder;
 use crate::services::releases::{Active, ReleaseError, ReleaseManager, ReloadOutcome};
@@ -23,6 +24,7 @@ pub struct App {
     recorder: Arc<Recorder>,
     tokens: Tokens,
     users: Users,
+    applications: Applications,
 }
 
 /// How the service is, as `/health` reports it.
@@ -54,6 +56,12 @@ impl App {
             metrics.clone(),
             active.clone(),
         );
+        let applications = Applications::new(
+            active.clone(),
+            store.clone(),
+            config.language,
+            config.utc_offset,
+        );
         let evaluator = Evaluator::new(
             active,
             recorder.clone(),
@@ -73,6 +81,7 @@ impl App {
             recorder,
             tokens,
             users,
+            applications,
         }
     }
 
@@ -99,6 +108,10 @@ impl App {
 
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    pub fn applications(&self) -> &Applications {
+        &self.applications
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -4,11 +4,13 @@
 //! - [`evaluator`] — one evaluation of a request against the active release, recorded;
 //! - [`recorder`] — the decision and audit logs, and their retention;
 //! - [`tokens`] — API tokens;
-//! - [`users`] — users and their tokens.
+//! - [`users`] — users and their tokens;
+//! - [`applications`] — applications through their flows, numbers and events.
 //!
 //! Services reach storage only through [`crate::store::Store`], and run its blocking work on
 //! the blocking pool; [`crate::app::App`] wires them together.
 
+pub mod applications;
 pub mod evaluator;
 pub mod recorder;
 pub mod releases;

@@ -10,6 +10,7 @@ use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::permits::fields::FieldError;
 use crate::scripts::ScriptErrorKind;
+use crate::services::applications::ApplicationError;
 use crate::services::evaluator::EvalError;
 use crate::services::releases::{first_problem, ReleaseError, ReloadOutcome};
 use crate::services::users::UserError;
@@ -72,6 +73,29 @@ pub enum AppError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     User(#[from] UserError),
+    /// An application request refused by the applications service (not found, conflict,
+    /// guard, step removed, impossible transition, bad value).
+    #[error(transparent)]
+    Application(ApplicationError),
+}
+
+impl From<ApplicationError> for AppError {
+    fn from(e: ApplicationError) -> Self {
+        match e {
+            ApplicationError::Invalid {
+                errors,
+                release,
+                language,
+            } => Self::InvalidData {
+                errors,
+                release,
+                language,
+            },
+            ApplicationError::Eval(e) => Self::Eval(e),
+            ApplicationError::Store(e) => Self::Store(e),
+            other => Self::Application(other),
+        }
+    }
 }
 
 impl AppError {
@@ -130,6 +154,27 @@ impl AppError {
             Self::Release(_) | Self::Store(_) | Self::Auth(_) | Self::User(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
+            Self::Application(e) => match e {
+                ApplicationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                ApplicationError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                ApplicationError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                ApplicationError::StepRemoved(_) => (StatusCode::CONFLICT, "step_removed"),
+                ApplicationError::GuardRefused(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "guard_refused")
+                }
+                ApplicationError::InvalidTransition(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_transition")
+                }
+                ApplicationError::BadInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+                ApplicationError::BadQuery(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+                // Converted to their own variants by `From`; kept total here.
+                ApplicationError::Invalid { .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data")
+                }
+                ApplicationError::Eval(_) | ApplicationError::Store(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
         }
     }
 

@@ -99,6 +99,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = super::public_routes();
     all.extend(super::admin::routes());
     all.extend(super::users::routes());
+    all.extend(super::applications::routes());
     all
 }
 
