@@ -8,6 +8,7 @@
 )]
 
 mod api;
+mod applications;
 mod auth;
 mod cli;
 mod concurrency;

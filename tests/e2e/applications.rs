@@ -1,0 +1,327 @@
+//! Applications over HTTP, a first smoke: a PBG application submitted by the front office and
+//! carried through Kota Metro's flow by users in each role, with its numbers, history and
+//! events. The large suites (every refusal, numbering under load, listing under
+//! concurrent inserts, crashes) are `flows.rs`, `numbering.rs`, `listing.rs`, `app_crash.rs`.
+
+use pintu_tests::{copy_dir, into_json, repo_root, Server};
+use serde_json::{json, Value};
+
+fn serve(dir: &std::path::Path) -> Server {
+    let rules = dir.join("rules");
+    copy_dir(&repo_root().join("rules"), &rules);
+    Server::start(&rules, &dir.join("data"), &[])
+}
+
+/// A user holding `roles` for every permit type, and a token of theirs.
+async fn user(s: &Server, username: &str, roles: &[&str]) -> String {
+    let (status, v) = s
+        .admin_post(
+            "/admin/users",
+            json!({ "username": username, "name": username, "roles": roles, "permits": ["*"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .admin_post(&format!("/admin/users/{username}/tokens"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+fn pbg_data() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("rules/pbg/tests/a_hunian_tidak_sederhana.json"))
+        .unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    fixture["data"].clone()
+}
+
+async fn put_as(s: &Server, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .put(s.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    into_json(r).await
+}
+
+fn roman(month: u32) -> &'static str {
+    ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"][month as usize - 1]
+}
+
+#[tokio::test]
+async fn a_pbg_application_goes_through_the_flow_with_each_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let fo = user(&s, "fo.ani", &["front_office"]).await;
+    let bo = user(&s, "bo.budi", &["back_office"]).await;
+    let tt = user(&s, "tt.citra", &["tim_teknis"]).await;
+    let kb = user(&s, "kabid.dedi", &["kabid_pelayanan"]).await;
+    let kd = user(&s, "kadis.eka", &["kepala_dinas"]).await;
+
+    let (status, app) = s
+        .post_as(
+            "/v1/applications",
+            &fo,
+            json!({
+                "permit": "pbg",
+                "applicant": { "name": "Siti Aminah", "nik": "1871010101010001" },
+                "data": pbg_data(),
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_str().unwrap().to_owned();
+    assert_eq!(app["status"], "in_progress");
+    assert_eq!(app["step"], "pendaftaran");
+    assert_eq!(app["kind"], "baru");
+    assert_eq!(app["version"], 1);
+    assert_eq!(app["permit_number"], Value::Null);
+    let on = app["submitted_on"].as_str().unwrap().to_owned();
+    let year = &on[..4];
+    assert_eq!(
+        app["registration_number"],
+        format!("REG/PBG/{year}/00001"),
+        "{app}"
+    );
+    assert!(app["step_due_on"].as_str().unwrap() > on.as_str(), "{app}");
+
+    // The wrong role is refused, naming the step's role, and nothing changes.
+    let (status, v) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &bo,
+            json!({ "action": "advance", "version": 1 }),
+        )
+        .await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("front_office"),
+        "{v}"
+    );
+
+    // Each step by its role; the back office corrects the data on the way.
+    let steps = [
+        (&fo, "entri_data"),
+        (&bo, "konsultasi_teknis"),
+        (&tt, "verifikasi_kabid"),
+        (&kb, "penetapan"),
+        (&kd, "penyerahan"),
+    ];
+    let mut version = 1;
+    for (token, next) in steps {
+        let (status, v) = s
+            .post_as(
+                &format!("/v1/applications/{id}/transitions"),
+                token,
+                json!({ "action": "advance", "version": version, "note": "lanjut" }),
+            )
+            .await;
+        assert_eq!(status, 200, "to {next}: {v}");
+        assert_eq!(v["step"], next);
+        version = v["version"].as_u64().unwrap();
+    }
+    // A stale version is a conflict.
+    let (status, v) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &fo,
+            json!({ "action": "advance", "version": 1 }),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "conflict");
+
+    let (status, v) = s.get_as(&format!("/v1/applications/{id}"), &kd).await;
+    assert_eq!(status, 200);
+    let month: u32 = on[5..7].parse().unwrap();
+    assert_eq!(
+        v["permit_number"],
+        format!("503/0001/PBG/DPMPTSP/{}/{year}", roman(month)),
+        "{v}"
+    );
+    // The last step completes it.
+    let (status, done) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &fo,
+            json!({ "action": "advance", "version": version }),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["step"], Value::Null);
+    assert_eq!(done["step_due_on"], Value::Null);
+    let actions: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["submitted", "advanced", "advanced", "advanced", "advanced", "advanced", "completed"]
+    );
+    assert_eq!(done["history"][1]["by"], "fo.ani");
+    assert_eq!(done["history"][1]["note"], "lanjut");
+    // Completed: no more edits.
+    let (status, v) = put_as(
+        &s,
+        &format!("/v1/applications/{id}/data"),
+        &bo,
+        json!({ "data": pbg_data() }),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+
+    // The outbox has every change, in order, without gaps.
+    let (status, ev) = s.admin_get("/admin/events?after=0").await;
+    assert_eq!(status, 200, "{ev}");
+    let events = ev["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "application.submitted",
+            "application.advanced",
+            "application.advanced",
+            "application.advanced",
+            "application.advanced",
+            "application.advanced",
+            "permit.issued",
+            "application.completed"
+        ]
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(ev["next"], 8);
+    assert!(events.iter().all(|e| e["application"] == id.as_str()));
+    assert_eq!(events[6]["data"]["permit_number"], v_permit_number(&done));
+    assert_eq!(events[0]["data"]["by"], "fo.ani");
+    let (_, later) = s.admin_get("/admin/events?after=8").await;
+    assert_eq!(later["events"].as_array().unwrap().len(), 0);
+    assert_eq!(later["next"], 8);
+
+    // Listed, newest first, by filter.
+    let (status, list) = s.get_as("/v1/applications?status=completed&permit=pbg", &tt).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["applications"][0]["id"], id.as_str());
+    assert_eq!(list["next_cursor"], Value::Null);
+    let (_, list) = s.get_as("/v1/applications?status=in_progress", &tt).await;
+    assert_eq!(list["applications"].as_array().unwrap().len(), 0);
+    let (_, found) = s.get_as("/v1/applications?q=siti", &tt).await;
+    assert_eq!(found["applications"].as_array().unwrap().len(), 1);
+}
+
+fn v_permit_number(app: &Value) -> Value {
+    app["permit_number"].clone()
+}
+
+#[tokio::test]
+async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let fo = user(&s, "fo.ani", &["front_office"]).await;
+    let bo = user(&s, "bo.budi", &["back_office"]).await;
+    let mut partial = pbg_data();
+    partial.as_object_mut().unwrap().remove("luas_lantai_total");
+    let (status, draft) = s
+        .post_as(
+            "/v1/applications",
+            &fo,
+            json!({ "permit": "pbg", "draft": true, "applicant": { "name": "Budi" }, "data": partial }),
+        )
+        .await;
+    assert_eq!(status, 201, "{draft}");
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["registration_number"], Value::Null);
+    assert_eq!(draft["step"], Value::Null);
+    let id = draft["id"].as_str().unwrap().to_owned();
+
+    // A present field of the wrong type is refused even in a draft.
+    let mut wrong = partial.clone();
+    wrong["jumlah_lantai"] = json!("dua");
+    let (status, v) = put_as(&s, &format!("/v1/applications/{id}/data"), &bo, json!({ "data": wrong })).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["errors"][0]["field"], "jumlah_lantai", "{v}");
+
+    // Submitting the incomplete draft names what is missing.
+    let (status, v) = s
+        .post_as(&format!("/v1/applications/{id}/submit"), &fo, json!({}))
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_data");
+    assert!(
+        v["error"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "luas_lantai_total"),
+        "{v}"
+    );
+    // Completed by the back office, then submitted.
+    let (status, v) = put_as(
+        &s,
+        &format!("/v1/applications/{id}/data"),
+        &bo,
+        json!({ "data": pbg_data(), "version": 1 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 2);
+    let (status, v) = s
+        .post_as(&format!("/v1/applications/{id}/submit"), &fo, json!({ "version": 1 }))
+        .await;
+    assert_eq!(status, 409, "a stale version: {v}");
+    let (status, v) = s
+        .post_as(&format!("/v1/applications/{id}/submit"), &fo, json!({ "version": 2 }))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "in_progress");
+    assert_eq!(v["step"], "pendaftaran");
+    assert!(v["registration_number"].as_str().unwrap().ends_with("/00001"), "{v}");
+
+    // A paper application from the future is refused; nothing is stored.
+    let (status, v) = s
+        .post_as(
+            "/v1/applications",
+            &fo,
+            json!({ "permit": "pbg", "applicant": { "name": "X" }, "data": pbg_data(), "submitted_on": "2999-01-01" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("submitted_on"), "{v}");
+    // Invalid data: the errors of /validate, nothing stored.
+    let (status, v) = s
+        .post_as(
+            "/v1/applications",
+            &fo,
+            json!({ "permit": "pbg", "applicant": { "name": "X" }, "data": { "fungsi": "kastil" } }),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_data");
+    let (_, list) = s.get_as("/v1/applications", &fo).await;
+    assert_eq!(list["applications"].as_array().unwrap().len(), 1, "{list}");
+    // The back office may not create applications; the route table says so.
+    let (status, _) = s
+        .post_as(
+            "/v1/applications",
+            &bo,
+            json!({ "permit": "pbg", "applicant": { "name": "X" }, "data": pbg_data() }),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Submitted: one event, the draft's edits none before it but its data change.
+    let (_, ev) = s.admin_get("/admin/events").await;
+    let types: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["application.data_changed", "application.submitted"]);
+}
