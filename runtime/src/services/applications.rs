@@ -231,7 +231,7 @@ impl Applications {
     pub async fn get(&self, who: &Principal, id: &str) -> Result<ApplicationView> {
         let app = self.read(id).await?;
         in_scope(who, &app.permit)?;
-        Ok(self.view(&self.release()?, app))
+        Ok(self.view(&*self.release()?, app))
     }
 
     /// A page of applications in `who`'s scope, newest first.
