@@ -390,19 +390,15 @@ impl Applications {
     ) -> Result<ApplicationView> {
         let app = self.read(id).await?;
         in_scope(who, &app.permit)?;
-        expect_version(&app, Some(req.version))?;
-        if app.status != Status::InProgress {
-            return Err(ApplicationError::InvalidTransition(format!(
-                "application `{id}` is {}: only an application in progress moves through its flow",
-                app.status.as_str()
-            )));
-        }
         let release = self.release()?;
         let permit = permit_of(&release, &app.permit)?;
         let flow = permit.flow();
         let at = app.step.clone().unwrap_or_default();
         let step = flow.step(&at);
+        // Who may act comes first; then whether the client saw the current version; then
+        // whether the action is possible from here.
         match step {
+            _ if app.status != Status::InProgress => {}
             Some(step) => {
                 if !who.has_role(&step.role) {
                     return Err(ApplicationError::Forbidden(format!(
@@ -427,6 +423,13 @@ impl Applications {
                     )));
                 }
             }
+        }
+        expect_version(&app, Some(req.version))?;
+        if app.status != Status::InProgress {
+            return Err(ApplicationError::InvalidTransition(format!(
+                "application `{id}` is {}: only an application in progress moves through its flow",
+                app.status.as_str()
+            )));
         }
         let today = self.today();
         let now = Utc::now();
