@@ -904,3 +904,291 @@ fn check_applicant(applicant: &Applicant) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::release::SourceTree;
+
+    const FLOW_RHAI: &str = r#"fn ada_nik(app, params) {
+    if app.applicant.nik == () { return "NIK belum diisi"; }
+    ()
+}
+"#;
+
+    fn permit_toml(steps: &[(&str, &str, &str)]) -> String {
+        let mut toml = String::from(
+            "name = \"Uji\"\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n\n[numbering]\nregistration = \"REG/{YYYY}/{NNN}\"\npermit = \"IZN/{NNN}/{MM}/{YYYY}\"\n[numbering.perpanjangan]\npermit = \"IZN-P/{NNN}/{YYYY}\"\n",
+        );
+        for (step, role, extra) in steps {
+            toml.push_str(&format!(
+                "\n[[flow]]\nstep = \"{step}\"\nlabel = \"{step}\"\nrole = \"{role}\"\nsla_days = 2\n{extra}\n"
+            ));
+        }
+        toml
+    }
+
+    fn release(steps: &[(&str, &str, &str)]) -> Release {
+        let files = [
+            ("uji/permit.toml".to_owned(), permit_toml(steps)),
+            ("uji/flow.rhai".to_owned(), FLOW_RHAI.to_owned()),
+        ];
+        match crate::release::build(
+            SourceTree::from_files(files.into_iter().collect()),
+            &Limits::default(),
+        ) {
+            Ok(r) => r,
+            Err(report) => panic!("{:?}", report.diagnostics),
+        }
+    }
+
+    const FULL: &[(&str, &str, &str)] = &[
+        ("periksa", "front_office", "guard = \"ada_nik\""),
+        ("tetapkan", "kepala_dinas", "effects = [\"issue_permit\"]"),
+        ("serahkan", "front_office", ""),
+    ];
+
+    fn who(user: &str, roles: &[&str]) -> Principal {
+        Principal {
+            token_id: format!("t-{user}"),
+            user: Some(user.to_owned()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            permits: PermitScope::All,
+        }
+    }
+
+    fn service(dir: &std::path::Path, r: Release) -> (Applications, Active) {
+        let store = Store::open(dir, 64).unwrap();
+        let active = Active::default();
+        active.set(r);
+        let utc = FixedOffset::east_opt(7 * 3600).unwrap();
+        (
+            Applications::new(active.clone(), store, Language::Id, utc),
+            active,
+        )
+    }
+
+    fn new_app(nik: Option<&str>, kind: AppKind) -> NewApplication {
+        NewApplication {
+            permit: "uji".into(),
+            kind,
+            applicant: Applicant {
+                name: "Ani".into(),
+                nik: nik.map(str::to_owned),
+                ..Applicant::default()
+            },
+            data: json!({ "x": "5" }),
+            submitted_on: None,
+            draft: false,
+        }
+    }
+
+    fn act(action: Action, to: Option<&str>, version: u64) -> TransitionRequest {
+        TransitionRequest {
+            action,
+            to: to.map(str::to_owned),
+            note: None,
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn guards_refuse_and_the_permit_number_uses_the_kind_s_own_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (apps, _) = service(dir.path(), release(FULL));
+        let fo = who("fo", &["front_office"]);
+        let kd = who("kd", &["kepala_dinas"]);
+        let year = apps.today().format("%Y").to_string();
+
+        let a = apps.create(&fo, new_app(None, AppKind::Baru)).await.unwrap();
+        assert_eq!(a.registration_number, Some(format!("REG/{year}/001")));
+        let err = apps
+            .transition(&fo, &a.id, act(Action::Advance, None, 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::GuardRefused(m) if m == "NIK belum diisi"),
+            "{err:?}"
+        );
+        // Nothing changed: still version 1 at the first step.
+        let still = apps.get(&fo, &a.id).await.unwrap();
+        assert_eq!((still.version, still.step.as_deref()), (1, Some("periksa")));
+
+        let b = apps
+            .create(&fo, new_app(Some("1871"), AppKind::Perpanjangan))
+            .await
+            .unwrap();
+        assert_eq!(b.registration_number, Some(format!("REG/{year}/002")));
+        let b = apps
+            .transition(&fo, &b.id, act(Action::Advance, None, 1))
+            .await
+            .unwrap();
+        let err = apps
+            .transition(&fo, &b.id, act(Action::Advance, None, 2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::Forbidden(m) if m == "role `kepala_dinas` required at step `tetapkan`"),
+            "{err:?}"
+        );
+        let b = apps
+            .transition(&kd, &b.id, act(Action::Advance, None, 2))
+            .await
+            .unwrap();
+        // The perpanjangan format, from its own counter.
+        assert_eq!(b.permit_number, Some(format!("IZN-P/001/{year}")));
+        assert_eq!(b.step.as_deref(), Some("serahkan"));
+        let (events, next) = apps.events(0, 100).await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                event::SUBMITTED,
+                event::SUBMITTED,
+                event::ADVANCED,
+                event::ADVANCED,
+                event::PERMIT_ISSUED
+            ]
+        );
+        assert_eq!(next, 5);
+        assert_eq!(events[4].data["permit_number"], json!(format!("IZN-P/001/{year}")));
+        assert_eq!(events[4].data["from"], "tetapkan");
+        assert_eq!(events[4].data["by"], "kd");
+
+        // A return must go to an earlier step.
+        let err = apps
+            .transition(&fo, &b.id, act(Action::Return, Some("serahkan"), 3))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApplicationError::InvalidTransition(_)), "{err:?}");
+        let back = apps
+            .transition(&fo, &b.id, act(Action::Return, Some("periksa"), 3))
+            .await
+            .unwrap();
+        assert_eq!(back.step.as_deref(), Some("periksa"));
+        let h = back.history.last().unwrap();
+        assert_eq!(
+            (h.action.as_str(), h.from.as_deref(), h.to.as_deref()),
+            ("returned", Some("serahkan"), Some("periksa"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removed_step_holds_the_application_until_an_admin_reroutes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (apps, active) = service(dir.path(), release(FULL));
+        let fo = who("fo", &["front_office"]);
+        let kd = who("kd", &["kepala_dinas"]);
+        let a = apps.create(&fo, new_app(Some("1871"), AppKind::Baru)).await.unwrap();
+        let a = apps
+            .transition(&fo, &a.id, act(Action::Advance, None, 1))
+            .await
+            .unwrap();
+        assert_eq!(a.step.as_deref(), Some("tetapkan"));
+        assert!(a.step_due_on.is_some());
+
+        // A new release without `tetapkan`.
+        let shorter = release(&[
+            ("periksa", "front_office", "guard = \"ada_nik\""),
+            ("serahkan", "front_office", ""),
+        ]);
+        let shorter_id = shorter.id.clone();
+        active.set(shorter);
+        let held = apps.get(&fo, &a.id).await.unwrap();
+        assert!(held.step_removed);
+        assert_eq!(held.step_due_on, None);
+        assert_eq!(held.step.as_deref(), Some("tetapkan"));
+        let shown = serde_json::to_value(&held).unwrap();
+        assert_eq!(shown["step_removed"], true);
+
+        let err = apps
+            .transition(&kd, &a.id, act(Action::Advance, None, 2))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApplicationError::StepRemoved(_)), "{err:?}");
+        let err = apps
+            .transition(&fo, &a.id, act(Action::Return, Some("periksa"), 2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::Forbidden(m) if m.contains("`admin`")),
+            "{err:?}"
+        );
+        let admin = who("root", &["admin"]);
+        let moved = apps
+            .transition(&admin, &a.id, act(Action::Return, Some("serahkan"), 2))
+            .await
+            .unwrap();
+        assert_eq!(moved.step.as_deref(), Some("serahkan"));
+        assert!(!moved.step_removed);
+        assert_eq!(moved.release, shorter_id);
+        assert_eq!(moved.history.last().unwrap().release, shorter_id);
+        // Shown without the flag once it is back in the flow.
+        let shown = serde_json::to_value(&moved).unwrap();
+        assert!(shown.get("step_removed").is_none(), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn drafts_check_present_fields_only_and_submit_validates_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let (apps, _) = service(dir.path(), release(FULL));
+        let fo = who("fo", &["front_office"]);
+        let mut req = new_app(None, AppKind::Baru);
+        req.draft = true;
+        req.data = json!({});
+        let d = apps.create(&fo, req.clone()).await.unwrap();
+        assert_eq!(d.status, Status::Draft);
+        assert_eq!(d.registration_number, None);
+        req.data = json!({ "x": "banyak" });
+        let err = apps.create(&fo, req).await.unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::Invalid { errors, .. } if errors[0].field == "x"),
+            "{err:?}"
+        );
+        let err = apps
+            .submit(&fo, &d.id, SubmitRequest::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApplicationError::Invalid { .. }), "{err:?}");
+        let changed = apps
+            .change_data(
+                &fo,
+                &d.id,
+                DataChange {
+                    data: json!({ "x": "3" }),
+                    applicant: None,
+                    version: None,
+                    note: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed.version, 2);
+        let s = apps
+            .submit(&fo, &d.id, SubmitRequest { version: Some(2) })
+            .await
+            .unwrap();
+        assert_eq!(s.status, Status::InProgress);
+        assert_eq!(s.submitted_on, Some(apps.today()));
+        assert!(s.registration_number.is_some());
+        // A paper application dated tomorrow is refused.
+        let mut future = new_app(None, AppKind::Baru);
+        future.submitted_on = apps.today().succ_opt();
+        let err = apps.create(&fo, future).await.unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::BadInput(m) if m.contains("submitted_on")),
+            "{err:?}"
+        );
+        // Out of scope.
+        let mut sip_only = who("x", &["front_office"]);
+        sip_only.permits = PermitScope::Only(["sip".to_owned()].into_iter().collect());
+        let err = apps.get(&sip_only, &d.id).await.unwrap_err();
+        assert!(
+            matches!(&err, ApplicationError::Forbidden(m) if m == "no access to permit type `uji`"),
+            "{err:?}"
+        );
+        let list = apps.list(&sip_only, ListParams::default()).await.unwrap();
+        assert!(list.applications.is_empty());
+    }
+}
