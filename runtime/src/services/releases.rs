@@ -67,7 +67,7 @@ impl Active {
         self.0.load().as_ref().map(|r| r.id.clone())
     }
 
-    fn set(&self, release: Release) {
+    pub(crate) fn set(&self, release: Release) {
         self.0.store(Some(Arc::new(release)));
     }
 }
