@@ -12,20 +12,16 @@ fn serve(dir: &std::path::Path) -> Server {
     Server::start(&rules, &dir.join("data"), &[])
 }
 
-/// A user holding `roles` for every permit type, and a token of theirs.
-async fn user(s: &Server, username: &str, roles: &[&str]) -> String {
+/// A token of `role` for every permit type (a role token; its actor is `token:<id>`).
+async fn user(s: &Server, label: &str, role: &str) -> (String, String) {
     let (status, v) = s
-        .admin_post(
-            "/admin/users",
-            json!({ "username": username, "name": username, "roles": roles, "permits": ["*"] }),
-        )
+        .admin_post("/admin/tokens", json!({ "role": role, "label": label }))
         .await;
-    assert_eq!(status, 201, "{v}");
-    let (status, v) = s
-        .admin_post(&format!("/admin/users/{username}/tokens"), json!({}))
-        .await;
-    assert_eq!(status, 201, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    assert_eq!(status, 200, "{v}");
+    (
+        v["token"].as_str().unwrap().to_owned(),
+        format!("token:{}", v["id"].as_str().unwrap()),
+    )
 }
 
 fn pbg_data() -> Value {
@@ -55,11 +51,11 @@ fn roman(month: u32) -> &'static str {
 async fn a_pbg_application_goes_through_the_flow_with_each_role() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path());
-    let fo = user(&s, "fo.ani", &["front_office"]).await;
-    let bo = user(&s, "bo.budi", &["back_office"]).await;
-    let tt = user(&s, "tt.citra", &["tim_teknis"]).await;
-    let kb = user(&s, "kabid.dedi", &["kabid_pelayanan"]).await;
-    let kd = user(&s, "kadis.eka", &["kepala_dinas"]).await;
+    let (fo, fo_actor) = user(&s, "fo.ani", "front_office").await;
+    let (bo, _) = user(&s, "bo.budi", "back_office").await;
+    let (tt, _) = user(&s, "tt.citra", "tim_teknis").await;
+    let (kb, _) = user(&s, "kabid.dedi", "kabid_pelayanan").await;
+    let (kd, kd_actor) = user(&s, "kadis.eka", "kepala_dinas").await;
 
     let (status, app) = s
         .post_as(
@@ -165,7 +161,7 @@ async fn a_pbg_application_goes_through_the_flow_with_each_role() {
         actions,
         ["submitted", "advanced", "advanced", "advanced", "advanced", "advanced", "completed"]
     );
-    assert_eq!(done["history"][1]["by"], "fo.ani");
+    assert_eq!(done["history"][1]["by"], fo_actor.as_str());
     assert_eq!(done["history"][1]["note"], "lanjut");
     // Completed: no more edits.
     let (status, v) = put_as(
@@ -200,7 +196,8 @@ async fn a_pbg_application_goes_through_the_flow_with_each_role() {
     assert_eq!(ev["next"], 8);
     assert!(events.iter().all(|e| e["application"] == id.as_str()));
     assert_eq!(events[6]["data"]["permit_number"], v_permit_number(&done));
-    assert_eq!(events[0]["data"]["by"], "fo.ani");
+    assert_eq!(events[0]["data"]["by"], fo_actor.as_str());
+    assert_eq!(events[6]["data"]["by"], kd_actor.as_str());
     let (_, later) = s.admin_get("/admin/events?after=8").await;
     assert_eq!(later["events"].as_array().unwrap().len(), 0);
     assert_eq!(later["next"], 8);
@@ -224,8 +221,8 @@ fn v_permit_number(app: &Value) -> Value {
 async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path());
-    let fo = user(&s, "fo.ani", &["front_office"]).await;
-    let bo = user(&s, "bo.budi", &["back_office"]).await;
+    let (fo, _) = user(&s, "fo.ani", "front_office").await;
+    let (bo, _) = user(&s, "bo.budi", "back_office").await;
     let mut partial = pbg_data();
     partial.as_object_mut().unwrap().remove("luas_lantai_total");
     let (status, draft) = s
