@@ -242,6 +242,24 @@ impl Applications {
                 "`limit` must be between 1 and {MAX_LIMIT}, not {limit}"
             )));
         }
+        if let Some(status) = params
+            .status
+            .as_deref()
+            .filter(|s| !["draft", "in_progress", "completed", "rejected"].contains(s))
+        {
+            return Err(ApplicationError::BadQuery(format!(
+                "`status` `{status}` is not one of draft, in_progress, completed, rejected"
+            )));
+        }
+        if let Some(kind) = params
+            .kind
+            .as_deref()
+            .filter(|k| !["baru", "perubahan", "perpanjangan"].contains(k))
+        {
+            return Err(ApplicationError::BadQuery(format!(
+                "`kind` `{kind}` is not one of baru, perubahan, perpanjangan"
+            )));
+        }
         let cursor = params
             .cursor
             .as_deref()
