@@ -449,6 +449,29 @@ impl super::Store {
         })
     }
 
+    /// How many applications of `permit` are in progress at step `step` (one range read of the
+    /// step's index; the records are read to tell permit types apart).
+    pub fn waiting_at(&self, permit: &str, step: &str) -> Result<usize, StoreError> {
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let index = txn.open_table(APPLICATION_INDEX)?;
+            let apps = txn.open_table(APPLICATIONS)?;
+            let mut n = 0;
+            for entry in index.range((BY_STEP, step, "", 0)..(BY_STEP, step, "9999-12-31", u64::MAX))? {
+                let (k, _) = entry?;
+                let Some(v) = apps.get(k.value().3)? else {
+                    continue;
+                };
+                let app: Application = decode("applications", v.value())?;
+                if app.permit == permit && app.status == crate::domain::application::Status::InProgress {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
     /// The current value of a numbering counter (the last number handed out; 0 if none).
     pub fn counter(
         &self,
