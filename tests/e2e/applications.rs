@@ -25,8 +25,9 @@ async fn user(s: &Server, label: &str, role: &str) -> (String, String) {
 }
 
 fn pbg_data() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("rules/pbg/tests/a_hunian_tidak_sederhana.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("rules/pbg/tests/a_hunian_tidak_sederhana.json"))
+            .unwrap();
     let fixture: Value = serde_json::from_str(&text).unwrap();
     fixture["data"].clone()
 }
@@ -44,7 +45,9 @@ async fn put_as(s: &Server, path: &str, token: &str, body: Value) -> (u16, Value
 }
 
 fn roman(month: u32) -> &'static str {
-    ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"][month as usize - 1]
+    [
+        "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII",
+    ][month as usize - 1]
 }
 
 #[tokio::test]
@@ -95,7 +98,10 @@ async fn a_pbg_application_goes_through_the_flow_with_each_role() {
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["error"]["code"], "forbidden");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("front_office"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("front_office"),
         "{v}"
     );
 
@@ -159,7 +165,15 @@ async fn a_pbg_application_goes_through_the_flow_with_each_role() {
         .collect();
     assert_eq!(
         actions,
-        ["submitted", "advanced", "advanced", "advanced", "advanced", "advanced", "completed"]
+        [
+            "submitted",
+            "advanced",
+            "advanced",
+            "advanced",
+            "advanced",
+            "advanced",
+            "completed"
+        ]
     );
     assert_eq!(done["history"][1]["by"], fo_actor.as_str());
     assert_eq!(done["history"][1]["note"], "lanjut");
@@ -203,7 +217,9 @@ async fn a_pbg_application_goes_through_the_flow_with_each_role() {
     assert_eq!(later["next"], 8);
 
     // Listed, newest first, by filter.
-    let (status, list) = s.get_as("/v1/applications?status=completed&permit=pbg", &tt).await;
+    let (status, list) = s
+        .get_as("/v1/applications?status=completed&permit=pbg", &tt)
+        .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["applications"][0]["id"], id.as_str());
     assert_eq!(list["next_cursor"], Value::Null);
@@ -237,7 +253,13 @@ async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing
     // A present field of the wrong type is refused even in a draft.
     let mut wrong = partial.clone();
     wrong["jumlah_lantai"] = json!("dua");
-    let (status, v) = put_as(&s, &format!("/v1/applications/{id}/data"), &bo, json!({ "data": wrong })).await;
+    let (status, v) = put_as(
+        &s,
+        &format!("/v1/applications/{id}/data"),
+        &bo,
+        json!({ "data": wrong }),
+    )
+    .await;
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["errors"][0]["field"], "jumlah_lantai", "{v}");
 
@@ -266,16 +288,30 @@ async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["version"], 2);
     let (status, v) = s
-        .post_as(&format!("/v1/applications/{id}/submit"), &fo, json!({ "version": 1 }))
+        .post_as(
+            &format!("/v1/applications/{id}/submit"),
+            &fo,
+            json!({ "version": 1 }),
+        )
         .await;
     assert_eq!(status, 409, "a stale version: {v}");
     let (status, v) = s
-        .post_as(&format!("/v1/applications/{id}/submit"), &fo, json!({ "version": 2 }))
+        .post_as(
+            &format!("/v1/applications/{id}/submit"),
+            &fo,
+            json!({ "version": 2 }),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "in_progress");
     assert_eq!(v["step"], "pendaftaran");
-    assert!(v["registration_number"].as_str().unwrap().ends_with("/00001"), "{v}");
+    assert!(
+        v["registration_number"]
+            .as_str()
+            .unwrap()
+            .ends_with("/00001"),
+        "{v}"
+    );
 
     // A paper application from the future is refused; nothing is stored.
     let (status, v) = s
@@ -286,7 +322,13 @@ async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing
         )
         .await;
     assert_eq!(status, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("submitted_on"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("submitted_on"),
+        "{v}"
+    );
     // Invalid data: the errors of /validate, nothing stored.
     let (status, v) = s
         .post_as(

@@ -16,9 +16,7 @@ use serde_json::{json, Value as Json};
 use super::releases::Active;
 use crate::auth::{PermitScope, Principal};
 use crate::config::Language;
-use crate::domain::application::{
-    event, AppKind, Applicant, Application, HistoryEntry, Status,
-};
+use crate::domain::application::{event, AppKind, Applicant, Application, HistoryEntry, Status};
 use crate::domain::flow::{Effect, Step};
 use crate::domain::numbering::NumberKind;
 use crate::permits::fields::{check_record, FieldError};
@@ -758,10 +756,14 @@ impl Applications {
         let in_flow = app.status == Status::InProgress;
         let step_removed = in_flow && app.step.is_some() && step.is_none();
         let step_due_on = match (in_flow, &step, app.step_entered_on) {
-            (true, Some(Step {
-                sla_days: Some(days),
-                ..
-            }), Some(entered)) => Some(release.calendar().add_working_days(entered, *days)),
+            (
+                true,
+                Some(Step {
+                    sla_days: Some(days),
+                    ..
+                }),
+                Some(entered),
+            ) => Some(release.calendar().add_working_days(entered, *days)),
             _ => None,
         };
         ApplicationView {
@@ -830,7 +832,12 @@ fn submit_into(
         note: None,
         release: release.id.clone(),
     });
-    let numbers = vec![assignment(permit, NumberKind::Registration, app.kind, today)?];
+    let numbers = vec![assignment(
+        permit,
+        NumberKind::Registration,
+        app.kind,
+        today,
+    )?];
     let events = vec![EventDraft {
         kind: event::SUBMITTED.into(),
         data: event_data(app, who, None, Some(&first.step)),
@@ -1019,7 +1026,10 @@ mod tests {
         let kd = who("kd", &["kepala_dinas"]);
         let year = apps.today().format("%Y").to_string();
 
-        let a = apps.create(&fo, new_app(None, AppKind::Baru)).await.unwrap();
+        let a = apps
+            .create(&fo, new_app(None, AppKind::Baru))
+            .await
+            .unwrap();
         assert_eq!(a.registration_number, Some(format!("REG/{year}/001")));
         let err = apps
             .transition(&fo, &a.id, act(Action::Advance, None, 1))
@@ -1070,7 +1080,10 @@ mod tests {
             ]
         );
         assert_eq!(next, 5);
-        assert_eq!(events[4].data["permit_number"], json!(format!("IZN-P/001/{year}")));
+        assert_eq!(
+            events[4].data["permit_number"],
+            json!(format!("IZN-P/001/{year}"))
+        );
         assert_eq!(events[4].data["from"], "tetapkan");
         assert_eq!(events[4].data["by"], "kd");
 
@@ -1079,7 +1092,10 @@ mod tests {
             .transition(&fo, &b.id, act(Action::Return, Some("serahkan"), 3))
             .await
             .unwrap_err();
-        assert!(matches!(err, ApplicationError::InvalidTransition(_)), "{err:?}");
+        assert!(
+            matches!(err, ApplicationError::InvalidTransition(_)),
+            "{err:?}"
+        );
         let back = apps
             .transition(&fo, &b.id, act(Action::Return, Some("periksa"), 3))
             .await
@@ -1098,7 +1114,10 @@ mod tests {
         let (apps, active) = service(dir.path(), release(FULL));
         let fo = who("fo", &["front_office"]);
         let kd = who("kd", &["kepala_dinas"]);
-        let a = apps.create(&fo, new_app(Some("1871"), AppKind::Baru)).await.unwrap();
+        let a = apps
+            .create(&fo, new_app(Some("1871"), AppKind::Baru))
+            .await
+            .unwrap();
         let a = apps
             .transition(&fo, &a.id, act(Action::Advance, None, 1))
             .await

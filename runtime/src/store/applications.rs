@@ -22,22 +22,7 @@ use super::{
     MAX_PAGE_BYTES,
 };
 use crate::domain::application::{app_id, app_seq, Application};
-
-/// Which number a counter hands out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumberKind {
-    Registration,
-    Permit,
-}
-
-impl NumberKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NumberKind::Registration => "registration",
-            NumberKind::Permit => "permit",
-        }
-    }
-}
+pub use crate::domain::numbering::NumberKind;
 
 /// Turns a counter value into the number's text (the permit type's numbering format, rendered
 /// on the assignment date). Kept opaque so the store needs no knowledge of formats.
@@ -458,13 +443,17 @@ impl super::Store {
             let index = txn.open_table(APPLICATION_INDEX)?;
             let apps = txn.open_table(APPLICATIONS)?;
             let mut n = 0;
-            for entry in index.range((BY_STEP, step, "", 0)..(BY_STEP, step, "9999-12-31", u64::MAX))? {
+            for entry in
+                index.range((BY_STEP, step, "", 0)..(BY_STEP, step, "9999-12-31", u64::MAX))?
+            {
                 let (k, _) = entry?;
                 let Some(v) = apps.get(k.value().3)? else {
                     continue;
                 };
                 let app: Application = decode("applications", v.value())?;
-                if app.permit == permit && app.status == crate::domain::application::Status::InProgress {
+                if app.permit == permit
+                    && app.status == crate::domain::application::Status::InProgress
+                {
                     n += 1;
                 }
             }
