@@ -12,16 +12,21 @@ fn serve(dir: &std::path::Path) -> Server {
     Server::start(&rules, &dir.join("data"), &[])
 }
 
-/// A token of `role` for every permit type (a role token; its actor is `token:<id>`).
-async fn user(s: &Server, label: &str, role: &str) -> (String, String) {
+/// A user `username` holding `role` for every permit type, a token of theirs, and the actor
+/// name their changes carry.
+async fn user(s: &Server, username: &str, role: &str) -> (String, String) {
     let (status, v) = s
-        .admin_post("/admin/tokens", json!({ "role": role, "label": label }))
+        .admin_post(
+            "/admin/users",
+            json!({ "username": username, "name": username, "roles": [role], "permits": ["*"] }),
+        )
         .await;
-    assert_eq!(status, 200, "{v}");
-    (
-        v["token"].as_str().unwrap().to_owned(),
-        format!("token:{}", v["id"].as_str().unwrap()),
-    )
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .admin_post(&format!("/admin/users/{username}/tokens"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    (v["token"].as_str().unwrap().to_owned(), username.to_owned())
 }
 
 fn pbg_data() -> Value {
