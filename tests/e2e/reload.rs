@@ -323,3 +323,78 @@ async fn a_rollback_survives_restart_until_the_folder_changes() {
     let s = Server::start(&rules, &data, &[]);
     assert_eq!(s.release().await.as_deref(), Some(newest.as_str()));
 }
+
+/// `uji` with a one-step flow acting as `role`.
+fn uji_with_role(role: &str) -> String {
+    format!(
+        "name = \"Izin Uji\"\n\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n\
+         greater_than = \"0\"\n\n[params]\nrate = \"0.1\"\n\n[[flow]]\nstep = \"bayar\"\n\
+         label = \"Pembayaran\"\nrole = \"{role}\"\nsla_days = 2\n"
+    )
+}
+
+/// Flows are checked against the roles of the office that serves them (`roles` in
+/// `pintu.toml`), on start and on every reload; a flow naming a role the office does not have
+/// is rejected with its location while the last good release keeps serving, and the calendar
+/// reloads like any rule file.
+#[tokio::test]
+async fn flows_name_the_serving_offices_roles_and_the_calendar_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "0.1");
+    write_file(&rules.join("uji/permit.toml"), &uji_with_role("kasir"));
+    let config = dir.path().join("pintu.toml");
+    write_file(&config, "roles = [\"front_office\", \"kasir\"]\n");
+    let s = Server::start(
+        &rules,
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let first = s.release().await.expect("the flow's role is the office's");
+    let (status, v) = s.get("/v1/permits/uji").await;
+    assert_eq!(
+        (status, &v["flow"][0]["role"]),
+        (200, &json!("kasir")),
+        "{v}"
+    );
+
+    // `tim_teknis` is a default role, but not this office's.
+    write_file(&rules.join("uji/permit.toml"), &uji_with_role("tim_teknis"));
+    let reloads = s.wait_for_reloads(2, WAIT).await;
+    let rejected = &reloads[0];
+    assert_eq!(rejected["accepted"], false, "{rejected}");
+    let d = &rejected["diagnostics"][0];
+    assert_eq!(
+        (&d["file"], &d["line"]),
+        (&json!("uji/permit.toml"), &json!(15)),
+        "{d}"
+    );
+    assert_eq!(
+        d["message"],
+        "step `bayar`: unknown role `tim_teknis` (the office's roles: admin, front_office, kasir)"
+    );
+    assert_eq!(s.release().await.as_deref(), Some(first.as_str()));
+
+    // A calendar, while the flow is still broken: a new candidate, rejected for the flow.
+    write_file(
+        &rules.join("calendar.toml"),
+        "weekend = [\"friday\"]\n[[holiday]]\ndate = \"2026-08-17\"\nname = \"Hari Kemerdekaan\"\n",
+    );
+    let reloads = s.wait_for_reloads(3, WAIT).await;
+    assert_eq!(reloads[0]["accepted"], false, "{}", reloads[0]);
+    // Back to the office's role: the release that goes live holds the calendar.
+    write_file(&rules.join("uji/permit.toml"), &uji_with_role("kasir"));
+    let (served, _) = s.wait_for_new_release(Some(&first), WAIT).await;
+    assert_ne!(served, first, "the calendar is part of the release");
+    // A broken calendar is rejected with its location.
+    write_file(&rules.join("calendar.toml"), "weekend = [\"jumat\"]\n");
+    let count = s.admin_get("/admin/reloads").await.1["reloads"]
+        .as_array()
+        .unwrap()
+        .len();
+    let reloads = s.wait_for_reloads(count + 1, WAIT).await;
+    let d = &reloads[0]["diagnostics"][0];
+    assert_eq!(d["file"], "calendar.toml", "{}", reloads[0]);
+    assert_eq!((&d["line"], &d["column"]), (&json!(1), &json!(12)), "{d}");
+    assert_eq!(s.release().await.as_deref(), Some(served.as_str()));
+}
