@@ -302,11 +302,6 @@ impl Numbering {
         })
     }
 
-    /// Whether some kind (or the default) has a permit number format.
-    pub fn issues_permit_numbers(&self) -> bool {
-        self.permit.is_some() || self.kinds.values().any(|k| k.permit.is_some())
-    }
-
     /// Whether every kind has a permit number format.
     pub fn permit_for_every_kind(&self) -> bool {
         KINDS.iter().all(|k| self.permit(k).is_some())
