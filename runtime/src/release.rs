@@ -873,6 +873,35 @@ required = false
         .unwrap();
         assert_eq!(reuse(&report), (1, 1, 1));
         assert_eq!(report.diagnostics[0].file, "uji/tests/g.json");
+        // A library module that only flow.rhai imports: changing it retests the guards.
+        let importing = [
+            ("lib/syarat.rhai", "fn pesan() { \"x belum diisi\" }\n"),
+            ("uji/permit.toml", FLOW),
+            (
+                "uji/flow.rhai",
+                "import \"syarat\" as s;\nfn ada_x(app, params) {\n  if \"x\" in app.data { () } else { s::pesan() }\n}\n",
+            ),
+            ("uji/tests/g.json", GUARD_FIXTURE),
+            ("lain/permit.toml", PERMIT),
+            ("lain/levy.rhai", LEVY),
+            ("lain/tests/a.json", FIXTURE),
+        ];
+        let base = built(build(tree(&importing), &limits));
+        let report = build_on(
+            changed(
+                &importing,
+                &[("lib/syarat.rhai", "fn pesan() { \"x kosong\" }\n")],
+            ),
+            &limits,
+            Some(&base),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(reuse(&report), (1, 1, 1));
+        assert_eq!(
+            report.diagnostics[0].message,
+            "guard `ada_x`: expected the message `x belum diisi`, got `x kosong`"
+        );
         // Other roles are another office: nothing is reused, and the flow is checked again.
         let fewer = crate::auth::Roles::new(["front_office".to_owned()]).unwrap();
         let report = build_for(tree(&files), &limits, &fewer, Some(&base))
