@@ -365,3 +365,102 @@ async fn a_draft_is_stored_incomplete_then_submitted_and_refusals_change_nothing
         .collect();
     assert_eq!(types, ["application.data_changed", "application.submitted"]);
 }
+
+/// A flow change that removes the step where an application waits is accepted, says so in the
+/// reload log, and holds the application until an admin re-routes it.
+#[tokio::test]
+async fn a_removed_step_is_reported_at_reload_and_only_an_admin_moves_the_application_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (fo, _) = user(&s, "fo.ani", "front_office").await;
+    let (bo, _) = user(&s, "bo.budi", "back_office").await;
+    let (tt, _) = user(&s, "tt.citra", "tim_teknis").await;
+    let (admin, _) = user(&s, "root", "admin").await;
+    let (status, app) = s
+        .post_as(
+            "/v1/applications",
+            &fo,
+            json!({ "permit": "pbg", "applicant": { "name": "Siti", "nik": "1871" }, "data": pbg_data() }),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_str().unwrap().to_owned();
+    for (token, version) in [(&fo, 1), (&bo, 2)] {
+        let (status, v) = s
+            .post_as(
+                &format!("/v1/applications/{id}/transitions"),
+                token,
+                json!({ "action": "advance", "version": version }),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+
+    // Drop `konsultasi_teknis` from the flow.
+    let path = s.rules.join("pbg/permit.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let block = "[[flow]]\nstep = \"konsultasi_teknis\"\n";
+    let start = toml.find(block).expect("the step in the sample flow");
+    let end = start + block.len() + toml[start + block.len()..].find("[[flow]]").unwrap();
+    let before = s.release().await.unwrap();
+    std::fs::write(&path, format!("{}{}", &toml[..start], &toml[end..])).unwrap();
+    let (status, v) = s.admin_post("/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let after = s.release().await.unwrap();
+    assert_ne!(before, after, "the new flow serves");
+    // Whichever reload activated it (this one or the watcher's) carries the warning.
+    let (_, reloads) = s.admin_get("/admin/reloads").await;
+    let notes: Vec<&str> = reloads["reloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["note"].as_str())
+        .filter(|n| n.contains("warning"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{reloads}");
+    assert!(
+        notes[0].contains("1 application(s)") && notes[0].contains("pbg `konsultasi_teknis` (1)"),
+        "{}",
+        notes[0]
+    );
+
+    let (_, held) = s.get_as(&format!("/v1/applications/{id}"), &tt).await;
+    assert_eq!(held["step"], "konsultasi_teknis");
+    assert_eq!(held["step_removed"], true, "{held}");
+    assert_eq!(held["step_due_on"], Value::Null);
+    let (status, v) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &tt,
+            json!({ "action": "advance", "version": 3 }),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("step_removed")),
+        "{v}"
+    );
+    let (status, v) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &fo,
+            json!({ "action": "return", "to": "entri_data", "version": 3 }),
+        )
+        .await;
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = s
+        .post_as(
+            &format!("/v1/applications/{id}/transitions"),
+            &admin,
+            json!({ "action": "return", "to": "verifikasi_kabid", "version": 3, "note": "alur baru" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["step"], "verifikasi_kabid");
+    assert!(v.get("step_removed").is_none(), "{v}");
+    assert_eq!(v["release"], after.as_str());
+    let last = v["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["by"], "root");
+    assert_eq!(last["from"], "konsultasi_teknis");
+    assert_eq!(last["release"], after.as_str());
+}

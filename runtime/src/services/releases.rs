@@ -557,7 +557,15 @@ impl ReleaseManager {
             by: by.to_string(),
             reason: reason.to_owned(),
         }));
-        ops.push(Op::Reload(reload_record(by, &outcome, note)));
+        // A flow change may remove steps where applications wait: still accepted (the folder
+        // is the truth), but the reload log says how many now need an admin to re-route them.
+        let stranded = self.stranded_by(&release).await;
+        let note = match (note.is_empty(), stranded) {
+            (_, None) => note.to_owned(),
+            (true, Some(warning)) => warning,
+            (false, Some(warning)) => format!("{note}; {warning}"),
+        };
+        ops.push(Op::Reload(reload_record(by, &outcome, &note)));
         match pin {
             PinChange::Keep => {}
             PinChange::Clear => ops.push(Op::Pin(None)),
@@ -618,6 +626,60 @@ impl ReleaseManager {
 }
 
 /// The reload log's entry for `outcome`.
+impl ReleaseManager {
+    /// A warning naming the applications in progress at steps that `next` removes from the
+    /// active release's flows, or `None` when there are none (or they cannot be counted: the
+    /// warning is advice, it never holds up an activation).
+    async fn stranded_by(&self, next: &Release) -> Option<String> {
+        let current = self.current()?;
+        let mut removed = Vec::new();
+        for (id, permit) in &current.permits {
+            let Some(now) = next.permits.get(id) else {
+                continue;
+            };
+            for step in permit.flow().steps() {
+                if now.flow().step(&step.step).is_none() {
+                    removed.push((id.clone(), step.step.clone()));
+                }
+            }
+        }
+        if removed.is_empty() {
+            return None;
+        }
+        let counted = self
+            .store
+            .blocking(move |s| {
+                removed
+                    .into_iter()
+                    .map(|(permit, step)| s.waiting_at(&permit, &step).map(|n| (permit, step, n)))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await;
+        let counted = match counted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot count the applications at removed steps: {e}");
+                return None;
+            }
+        };
+        let total: usize = counted.iter().map(|(_, _, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let places: Vec<String> = counted
+            .iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(permit, step, n)| format!("{permit} `{step}` ({n})"))
+            .collect();
+        let warning = format!(
+            "warning: {total} application(s) wait at steps no longer in their flow: {}; an admin may `return` or `reject` them",
+            places.join(", ")
+        );
+        tracing::warn!("{warning}");
+        Some(warning)
+    }
+}
+
 fn reload_record(trigger: &Trigger, outcome: &ReloadOutcome, note: &str) -> ReloadRecord {
     let report = &outcome.report;
     ReloadRecord {
