@@ -5,6 +5,7 @@ mod admin;
 mod applications;
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 mod server;
 mod users;
@@ -25,19 +26,23 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::app::{App, Health};
 use crate::services::evaluator::{EvalError, Evaluation, Kind};
 pub use error::AppError;
+use error::ErrorAnswer;
 use extract::{Body, Path};
 
+pub use openapi::document as openapi_document;
 pub use routes::{routes, Access, Route};
 
 /// The public routes; admin routes are in [`admin::routes`]. [`routes`] lists both.
 fn public_routes() -> Vec<Route> {
     vec![
-        Route::get("/health", Access::Public, health),
-        Route::get("/metrics", Access::Public, metrics),
-        Route::get("/v1/permits", Access::Public, list_permits),
-        Route::get("/v1/permits/{id}", Access::Public, show_permit),
-        Route::post("/v1/permits/{id}/validate", Access::Public, validate),
-        Route::post("/v1/permits/{id}/levy", Access::Public, levy),
+        Route::get("/health", Access::Public, health).doc::<__path_health>(),
+        Route::get("/metrics", Access::Public, metrics).doc::<__path_metrics>(),
+        Route::get("/openapi.json", Access::Public, openapi::openapi)
+            .doc::<openapi::__path_openapi>(),
+        Route::get("/v1/permits", Access::Public, list_permits).doc::<__path_list_permits>(),
+        Route::get("/v1/permits/{id}", Access::Public, show_permit).doc::<__path_show_permit>(),
+        Route::post("/v1/permits/{id}/validate", Access::Public, validate).doc::<__path_validate>(),
+        Route::post("/v1/permits/{id}/levy", Access::Public, levy).doc::<__path_levy>(),
     ]
 }
 
@@ -74,7 +79,7 @@ async fn record_request(State(app): State<Arc<App>>, req: Request, next: Next) -
 }
 
 /// `/health`'s body; the fields keep the order they have always had on the wire.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum HealthAnswer<'a> {
     Degraded {
@@ -90,6 +95,18 @@ enum HealthAnswer<'a> {
     },
 }
 
+/// `status` is `ok`, `degraded` (serving a stored release, not the folder's: `reason` says why)
+/// or `unavailable` (no release, or the storage failed).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "rules",
+    summary = "Whether the server serves rules and can record decisions",
+    responses(
+        (status = 200, description = "Serving: `ok`, or `degraded`", body = HealthAnswer),
+        (status = 503, description = "`unavailable`: no release serves, or the storage failed", body = HealthAnswer),
+    ),
+)]
 async fn health(State(app): State<Arc<App>>) -> Response {
     let health = app.health();
     let (status, answer) = match &health {
@@ -132,6 +149,13 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     (status, Json(answer)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "rules",
+    summary = "Prometheus metrics (text exposition format)",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String)),
+)]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
@@ -147,19 +171,29 @@ fn release(app: &App) -> Result<Arc<crate::release::Release>, AppError> {
 }
 
 /// One row of `/v1/permits`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PermitRow<'a> {
     id: &'a str,
     name: &'a str,
     has_levy: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PermitList<'a> {
     permits: Vec<PermitRow<'a>>,
     release: &'a str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/permits",
+    tag = "rules",
+    summary = "The permit types of the active release",
+    responses(
+        (status = 200, description = "Every permit type", body = PermitList),
+        (status = 503, description = "`no_release`: no release serves", body = ErrorAnswer),
+    ),
+)]
 async fn list_permits(State(app): State<Arc<App>>) -> Result<Response, AppError> {
     let r = release(&app)?;
     let permits = r
@@ -186,6 +220,18 @@ struct PermitAnswer<'a> {
     release: &'a str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/permits/{id}",
+    tag = "rules",
+    summary = "One permit type: its fields, documents and flow",
+    params(("id" = String, Path, description = "The permit type, e.g. `pbg`")),
+    responses(
+        (status = 200, description = "The permit type", body = openapi::PermitDescription),
+        (status = 404, description = "`unknown_permit`: no such permit type", body = ErrorAnswer),
+        (status = 503, description = "`no_release`: no release serves", body = ErrorAnswer),
+    ),
+)]
 async fn show_permit(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -203,12 +249,28 @@ async fn show_permit(
 }
 
 /// `{"data": {...}}`; anything else in the body is a mistake worth naming.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvalRequest {
+    /// The form data, as the permit type's fields name it; numbers may be JSON numbers or
+    /// decimal strings.
     data: Json_,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/permits/{id}/validate",
+    tag = "rules",
+    summary = "Checks form data against the permit type's rules",
+    params(("id" = String, Path, description = "The permit type, e.g. `pbg`")),
+    request_body = EvalRequest,
+    responses(
+        (status = 200, description = "Checked: `valid`, and every error if not", body = openapi::ValidationAnswer),
+        (status = 404, description = "`unknown_permit`: no such permit type", body = ErrorAnswer),
+        (status = 500, description = "`script_error` or `script_limit`: the rules failed", body = ErrorAnswer),
+        (status = 503, description = "`no_release`, `overloaded` (with `Retry-After`) or `storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn validate(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -217,6 +279,21 @@ async fn validate(
     evaluate(&app, &id, Kind::Validate, req.data).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/permits/{id}/levy",
+    tag = "rules",
+    summary = "Assesses the levy of valid form data",
+    params(("id" = String, Path, description = "The permit type, e.g. `sewa-tanah`")),
+    request_body = EvalRequest,
+    responses(
+        (status = 200, description = "The assessment: exact decimal strings, totalled by the runtime", body = openapi::LevyAnswer),
+        (status = 404, description = "`unknown_permit`, or `no_levy`: the permit type has no levy", body = ErrorAnswer),
+        (status = 422, description = "`invalid_data`: `errors` names every wrong field; or `invalid_body`", body = ErrorAnswer),
+        (status = 500, description = "`script_error` or `script_limit`: the rules failed", body = ErrorAnswer),
+        (status = 503, description = "`no_release`, `overloaded` (with `Retry-After`) or `storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn levy(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

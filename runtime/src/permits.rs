@@ -27,7 +27,7 @@ use fields::{check_record, Field, FieldDef, FieldError, FieldType};
 use messages::Problem;
 
 /// A document the applicant must (or may) supply.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     pub code: String,

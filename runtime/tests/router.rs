@@ -221,3 +221,7 @@ async fn an_admin_lists_the_reloads() {
     assert_eq!(reloads[0]["fixtures_passed"], 1);
     assert_eq!(v["next_before"], Value::Null);
 }
+
+// Its own file (not a test target of its own: one binary links faster).
+#[path = "router/openapi.rs"]
+mod openapi;

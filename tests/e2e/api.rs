@@ -339,3 +339,35 @@ async fn paging_the_decision_log_returns_every_record_exactly_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public_json_and_lists_every_route() {
+    let (_dir, s) = start();
+    let r = s.http.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    let missing: Vec<String> = pintu::api::routes()
+        .iter()
+        .filter(|r| doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()].is_null())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(missing.is_empty(), "not in /openapi.json: {missing:?}");
+    // Public: a token, even a wrong one, changes nothing.
+    let r = s
+        .http
+        .get(s.url("/openapi.json"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

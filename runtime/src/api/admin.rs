@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswer};
 use super::extract::{Admin, Body, Path};
 use super::routes::{Access, Route};
 use crate::app::App;
@@ -30,21 +30,25 @@ const MAX_LIMIT: usize = 1000;
 pub fn routes() -> Vec<Route> {
     const ADMIN: Access = Access::Roles(&[auth::ADMIN]);
     vec![
-        Route::get("/admin/releases", ADMIN, releases),
-        Route::post("/admin/releases/{id}/activate", ADMIN, activate),
-        Route::get("/admin/reloads", ADMIN, reloads),
-        Route::post("/admin/reload", ADMIN, reload),
-        Route::get("/admin/decisions", ADMIN, decisions),
-        Route::get("/admin/audit", ADMIN, audit),
-        Route::post("/admin/tokens", ADMIN, create_token),
-        Route::delete("/admin/tokens/{id}", ADMIN, revoke_token),
+        Route::get("/admin/releases", ADMIN, releases).doc::<__path_releases>(),
+        Route::post("/admin/releases/{id}/activate", ADMIN, activate).doc::<__path_activate>(),
+        Route::get("/admin/reloads", ADMIN, reloads).doc::<__path_reloads>(),
+        Route::post("/admin/reload", ADMIN, reload).doc::<__path_reload>(),
+        Route::get("/admin/decisions", ADMIN, decisions).doc::<__path_decisions>(),
+        Route::get("/admin/audit", ADMIN, audit).doc::<__path_audit>(),
+        Route::post("/admin/tokens", ADMIN, create_token).doc::<__path_create_token>(),
+        Route::delete("/admin/tokens/{id}", ADMIN, revoke_token).doc::<__path_revoke_token>(),
     ]
 }
 
-#[derive(Deserialize)]
+/// The query of a list: `?limit=&before=` (and `permit=` for decisions).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Page {
+    /// At most this many (default 50, at most 1000).
     limit: Option<usize>,
+    /// Decisions only: those of this permit type.
     permit: Option<String>,
     /// Only records older than this sequence number: pass the last `seq` of a page.
     before: Option<u64>,
@@ -71,7 +75,7 @@ fn page(
 }
 
 /// `GET /admin/releases`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReleasesAnswer {
     active: Option<String>,
     releases: Vec<ReleaseRecord>,
@@ -80,28 +84,28 @@ struct ReleasesAnswer {
 }
 
 /// `GET /admin/reloads`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReloadsAnswer {
     reloads: Vec<Listed<ReloadRecord>>,
     next_before: Option<u64>,
 }
 
 /// `GET /admin/decisions`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DecisionsAnswer {
     decisions: Vec<Listed<DecisionRecord>>,
     next_before: Option<u64>,
 }
 
 /// `GET /admin/audit`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuditAnswer {
     audit: Vec<Listed<AuditRecord>>,
     next_before: Option<u64>,
 }
 
 /// `POST /admin/tokens`: the secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct NewTokenAnswer {
     token: String,
     id: String,
@@ -112,6 +116,18 @@ fn actor(admin: &Admin) -> Actor {
     Actor::from(&admin.0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/releases",
+    tag = "admin",
+    summary = "Stored releases and the activation log",
+    params(Page),
+    responses(
+        (status = 200, description = "The active release, the stored ones (newest first) and a page of activations", body = ReleasesAnswer),
+        (status = 400, description = "`malformed_request`: a bad `limit`, `before` or unknown query parameter", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 /// Releases (all kept ones: retention bounds them, newest first, at most `limit`) and the
 /// activation log, paged with `before=` / `next_before`.
 async fn releases(
@@ -131,6 +147,18 @@ async fn releases(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/reloads",
+    tag = "admin",
+    summary = "The reload log, newest first",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of reloads", body = ReloadsAnswer),
+        (status = 400, description = "`malformed_request`: a bad `limit`, `before` or unknown query parameter", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn reloads(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -145,6 +173,17 @@ async fn reloads(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/reload",
+    tag = "admin",
+    summary = "Builds, tests and activates the rules folder now",
+    responses(
+        (status = 200, description = "Accepted (or unchanged)", body = super::openapi::ReloadAnswer),
+        (status = 422, description = "`release_rejected`: `diagnostics` locates every problem; what served before still serves", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn reload(
     State(app): State<Arc<App>>,
     admin: Admin,
@@ -166,6 +205,19 @@ async fn reload(
     Ok(Json(outcome))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/releases/{id}/activate",
+    tag = "admin",
+    summary = "Reactivates a stored release (a rollback); kept while the folder is unchanged",
+    params(("id" = String, Path, description = "The release id (16 hex digits)")),
+    responses(
+        (status = 200, description = "Activated", body = super::openapi::ReloadAnswer),
+        (status = 404, description = "`unknown_release`: no such stored release", body = ErrorAnswer),
+        (status = 422, description = "`release_rejected`: `diagnostics` locates every problem; what served before still serves", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn activate(
     State(app): State<Arc<App>>,
     admin: Admin,
@@ -193,6 +245,18 @@ async fn activate(
     Ok(Json(outcome))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/decisions",
+    tag = "admin",
+    summary = "The decision log: every evaluation with its input and output, newest first",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of decisions", body = DecisionsAnswer),
+        (status = 400, description = "`malformed_request`: a bad `limit`, `before` or unknown query parameter", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn decisions(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -207,6 +271,18 @@ async fn decisions(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    summary = "The audit log: every admin change, newest first",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of audit entries", body = AuditAnswer),
+        (status = 400, description = "`malformed_request`: a bad `limit`, `before` or unknown query parameter", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn audit(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -221,14 +297,28 @@ async fn audit(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
+    /// One of the office's roles (`roles` in `pintu.toml`).
     role: String,
+    /// What the token is for (shown in lists and the audit log).
     #[serde(default)]
     label: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/tokens",
+    tag = "admin",
+    summary = "Creates a role token; its secret is shown this once",
+    request_body = NewToken,
+    responses(
+        (status = 200, description = "The token", body = NewTokenAnswer),
+        (status = 422, description = "`invalid_body`: an unknown role, or a body of the wrong shape", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn create_token(
     State(app): State<Arc<App>>,
     admin: Admin,
@@ -249,6 +339,18 @@ async fn create_token(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/tokens/{id}",
+    tag = "admin",
+    summary = "Revokes a token: it stops working at the next request",
+    params(("id" = String, Path, description = "The token's public id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`unknown_token`: no token with this id", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 /// Revokes a token by its public id: it stops working at the next request.
 async fn revoke_token(
     State(app): State<Arc<App>>,

@@ -77,6 +77,9 @@ pub enum AppError {
     /// guard, step removed, impossible transition, bad value).
     #[error(transparent)]
     Application(ApplicationError),
+    /// A fault of the server itself that no other family names.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<ApplicationError> for AppError {
@@ -151,9 +154,11 @@ impl AppError {
             {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
-            Self::Release(_) | Self::Store(_) | Self::Auth(_) | Self::User(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            Self::Release(_)
+            | Self::Store(_)
+            | Self::Auth(_)
+            | Self::User(_)
+            | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Application(e) => match e {
                 ApplicationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 ApplicationError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -188,19 +193,24 @@ impl AppError {
 }
 
 /// `{"error": {"code", "message", ...}}`, plus what the client needs to fix its request.
-#[derive(Serialize)]
-struct ErrorAnswer {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorAnswer {
     error: ErrorBody,
 }
 
-#[derive(Serialize)]
+/// One error: `code` is stable (clients branch on it), `message` says what is wrong.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorBody {
+    /// E.g. `invalid_data`, `unknown_permit`, `forbidden`, `conflict`.
     code: &'static str,
     message: String,
+    /// `invalid_data`: every field that is wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
+    /// `invalid_data`: the release whose rules judged the data.
     #[serde(skip_serializing_if = "Option::is_none")]
     release: Option<String>,
+    /// `release_rejected`: every problem of the candidate, located.
     #[serde(skip_serializing_if = "Option::is_none")]
     diagnostics: Option<Vec<Diagnostic>>,
 }

@@ -1,7 +1,9 @@
 //! The route table: every route of the HTTP surface with its method, path and who may call it.
 //! [`super::router`] mounts routes only from this table, so a route cannot exist without a row
 //! stating its access; the end-to-end auth matrix reads the same table and checks every row
-//! against the running server.
+//! against the running server. Each row also carries its OpenAPI operation (the handler's
+//! `#[utoipa::path]`, attached with [`Route::doc`]): `/openapi.json` is built from the table, and
+//! a test names every row without one.
 
 use std::sync::Arc;
 
@@ -11,6 +13,9 @@ use axum::http::Method;
 use axum::middleware;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 
 use crate::app::App;
 
@@ -36,6 +41,20 @@ pub struct Route {
     pub path: &'static str,
     pub access: Access,
     handler: MethodRouter<Arc<App>>,
+    /// The row's OpenAPI operation; `None` only until someone documents it (a test fails).
+    pub(super) doc: Option<Doc>,
+}
+
+/// The OpenAPI operation of a handler, as `#[utoipa::path]` generates it (the `__path_<handler>`
+/// type), held as function pointers so that the table stays a plain list of rows.
+#[derive(Clone, Copy)]
+pub(super) struct Doc {
+    pub path: fn() -> String,
+    pub methods: fn() -> Vec<HttpMethod>,
+    pub tags: fn() -> Vec<&'static str>,
+    pub operation: fn() -> Operation,
+    /// Adds the schemas the operation refers to.
+    pub schemas: fn(&mut Vec<(String, RefOr<Schema>)>),
 }
 
 impl Route {
@@ -90,7 +109,25 @@ impl Route {
             path,
             access,
             handler,
+            doc: None,
         }
+    }
+
+    /// Attaches the OpenAPI operation of the handler: `.doc::<__path_handler>()`, the type
+    /// `#[utoipa::path]` generates next to `handler`.
+    #[must_use]
+    pub fn doc<P>(mut self) -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+    {
+        self.doc = Some(Doc {
+            path: P::path,
+            methods: P::methods,
+            tags: P::tags,
+            operation: P::operation,
+            schemas: P::schemas,
+        });
+        self
     }
 }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswer};
 use super::extract::{Admin, Body, Path};
 use super::routes::{Access, Route};
 use crate::app::App;
@@ -21,23 +21,25 @@ use crate::store::records::{TokenRecord, UserRecord};
 pub fn routes() -> Vec<Route> {
     const ADMIN: Access = Access::Roles(&[auth::ADMIN]);
     vec![
-        Route::post("/admin/users", ADMIN, create),
-        Route::get("/admin/users", ADMIN, list),
-        Route::get("/admin/users/{username}", ADMIN, show),
-        Route::patch("/admin/users/{username}", ADMIN, update),
-        Route::post("/admin/users/{username}/tokens", ADMIN, create_token),
-        Route::get("/admin/users/{username}/tokens", ADMIN, tokens),
+        Route::post("/admin/users", ADMIN, create).doc::<__path_create>(),
+        Route::get("/admin/users", ADMIN, list).doc::<__path_list>(),
+        Route::get("/admin/users/{username}", ADMIN, show).doc::<__path_show>(),
+        Route::patch("/admin/users/{username}", ADMIN, update).doc::<__path_update>(),
+        Route::post("/admin/users/{username}/tokens", ADMIN, create_token)
+            .doc::<__path_create_token>(),
+        Route::get("/admin/users/{username}/tokens", ADMIN, tokens).doc::<__path_tokens>(),
     ]
 }
 
 /// `GET /admin/users`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UsersAnswer {
     users: Vec<UserRecord>,
 }
 
 /// `POST /admin/users/{username}/tokens`: the secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = UserTokenAnswer)]
 struct NewTokenAnswer {
     id: String,
     token: String,
@@ -46,7 +48,8 @@ struct NewTokenAnswer {
 }
 
 /// One token of `GET /admin/users/{username}/tokens`: never the secret (not kept) nor its hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = UserTokenRow)]
 struct TokenRow {
     id: String,
     label: String,
@@ -63,19 +66,35 @@ impl From<TokenRecord> for TokenRow {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = UserTokensAnswer)]
 struct TokensAnswer {
     user: String,
     tokens: Vec<TokenRow>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewUserToken)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
+    /// What the token is for (shown in lists and the audit log).
     #[serde(default)]
     label: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users",
+    tag = "users",
+    summary = "Creates a user with roles and permit types",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user", body = UserRecord),
+        (status = 409, description = "`conflict`: the username exists", body = ErrorAnswer),
+        (status = 422, description = "`invalid_body`: a bad field (the message names it), or a body of the wrong shape", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn create(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -85,12 +104,34 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "users",
+    summary = "Every user",
+    responses(
+        (status = 200, description = "The users", body = UsersAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn list(State(app): State<Arc<App>>, _: Admin) -> Result<Json<UsersAnswer>, AppError> {
     Ok(Json(UsersAnswer {
         users: app.users().list().await?,
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users/{username}",
+    tag = "users",
+    summary = "One user",
+    params(("username" = String, Path, description = "The user's username")),
+    responses(
+        (status = 200, description = "The user", body = UserRecord),
+        (status = 404, description = "`not_found`: no such user", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn show(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -99,6 +140,20 @@ async fn show(
     Ok(Json(app.users().get(username).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/admin/users/{username}",
+    tag = "users",
+    summary = "Changes a user's name, NIP, roles, permit types or `active`; only the fields sent",
+    params(("username" = String, Path, description = "The user's username")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The user as changed; takes effect at the user's next request", body = UserRecord),
+        (status = 404, description = "`not_found`: no such user", body = ErrorAnswer),
+        (status = 422, description = "`invalid_body`: a bad field (the message names it), or a body of the wrong shape", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn update(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -112,6 +167,19 @@ async fn update(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{username}/tokens",
+    tag = "users",
+    summary = "Creates a token for a user; its secret is shown this once",
+    params(("username" = String, Path, description = "The user's username")),
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token", body = NewTokenAnswer),
+        (status = 404, description = "`not_found`: no such user", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn create_token(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -133,6 +201,18 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users/{username}/tokens",
+    tag = "users",
+    summary = "A user's tokens, without secrets",
+    params(("username" = String, Path, description = "The user's username")),
+    responses(
+        (status = 200, description = "The tokens", body = TokensAnswer),
+        (status = 404, description = "`not_found`: no such user", body = ErrorAnswer),
+        (status = 503, description = "`storage_unavailable`", body = ErrorAnswer),
+    ),
+)]
 async fn tokens(
     State(app): State<Arc<App>>,
     _: Admin,

@@ -19,7 +19,7 @@ pub const MAX_PERMITS: usize = 1000;
 pub const RESERVED_USERNAMES: &[&str] = &["cli", "startup", "watch"];
 
 /// `POST /admin/users`, and `pintu user add`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
@@ -32,7 +32,7 @@ pub struct NewUser {
 }
 
 /// `PATCH /admin/users/{username}`: only the fields present change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     pub name: Option<String>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 /// What the application asks for. Numbering formats may differ per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AppKind {
     #[default]
@@ -30,7 +30,7 @@ impl AppKind {
 
 /// Where an application is in its life. The levy cycle adds its own statuses later; clients
 /// treat an unknown status as "in progress somewhere".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Stored incomplete (e.g. arrived from OSS RBA); no number, not in the flow.
@@ -60,7 +60,7 @@ impl Status {
 }
 
 /// The applicant as the office records them. Only `name` is required.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Applicant {
     pub name: String,
@@ -77,7 +77,7 @@ pub struct Applicant {
 }
 
 /// One entry of an application's history: every change, who made it, under which release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     pub by: String,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What advancing from a step does, from a vocabulary the runtime owns. The levy cycle adds
 /// `assess_levy` and `require_payment`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Assigns the permit number (the permit type's `[numbering] permit` format).
@@ -28,7 +28,7 @@ impl Effect {
 }
 
 /// One step of a flow (`[[flow]]` in `permit.toml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Step {
     /// Unique within the permit type: `[a-z0-9_]+`.
     pub step: String,

@@ -16,7 +16,7 @@ pub const DEFAULT_REGISTRATION: &str = "REG/{YYYY}/{NNNNNN}";
 /// What a permit type contributes to its numbers: `{J…J}` (its number in the office's list of
 /// permit types, `type_number` in `[numbering]`) and `{KDPER}` (its code, `code` in
 /// `[numbering]`, else its id in capitals).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct PermitCode {
     #[serde(rename = "type_number", skip_serializing_if = "Option::is_none")]
     pub number: Option<u32>,
@@ -214,10 +214,13 @@ fn roman_month(month: u32) -> &'static str {
 }
 
 /// A permit type's formats: the defaults and the per-kind overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Numbering {
+    /// The format as written, e.g. `REG/PBG/{YYYY}/{NNNNN}`.
+    #[schema(value_type = String)]
     registration: Format,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     permit: Option<Format>,
     /// Overrides by kind (`baru`, `perubahan`, `perpanjangan`); absent formats fall back to the
     /// defaults.
@@ -228,11 +231,13 @@ pub struct Numbering {
 }
 
 /// The formats one kind overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct KindFormats {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub registration: Option<Format>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub permit: Option<Format>,
 }
 

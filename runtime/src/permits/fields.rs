@@ -11,7 +11,7 @@ use crate::config::Language;
 use crate::domain::{decimal_string, parse_date, parse_decimal, Record, Value};
 
 /// One error in the shape every check (runtime or script) reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -26,7 +26,7 @@ impl FieldError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
     Text,
@@ -70,7 +70,7 @@ impl Serialize for Bound {
 }
 
 /// A field as declared in `permit.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDef {
     pub name: String,
@@ -85,12 +85,16 @@ pub struct FieldDef {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub min: Option<Bound>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub max: Option<Bound>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub greater_than: Option<Bound>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub less_than: Option<Bound>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_length: Option<usize>,
@@ -104,6 +108,7 @@ pub struct FieldDef {
     pub max_items: Option<usize>,
     /// The record of a `list` field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub fields: Vec<FieldDef>,
     /// For a list of plain values instead of records: the type of each item. The field's own
     /// constraints (`values`, `pattern`, bounds) then apply to every item.

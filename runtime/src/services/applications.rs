@@ -77,17 +77,21 @@ pub enum ApplicationError {
 type Result<T, E = ApplicationError> = std::result::Result<T, E>;
 
 /// `POST /v1/applications`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApplication {
+    /// The permit type, e.g. `pbg`.
     pub permit: String,
+    /// Default `baru`.
     #[serde(default)]
     pub kind: AppKind,
     pub applicant: Applicant,
     #[serde(default = "empty_object")]
     pub data: Json,
+    /// When a paper application was received (default: the office's today; not in the future).
     #[serde(default)]
     pub submitted_on: Option<NaiveDate>,
+    /// Store it incomplete: missing required fields allowed, no number, not in the flow.
     #[serde(default)]
     pub draft: bool,
 }
@@ -97,7 +101,7 @@ fn empty_object() -> Json {
 }
 
 /// `POST /v1/applications/{id}/transitions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
     pub action: Action,
@@ -108,7 +112,7 @@ pub struct TransitionRequest {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Advance,
@@ -117,7 +121,7 @@ pub enum Action {
 }
 
 /// `PUT /v1/applications/{id}/data`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataChange {
     pub data: Json,
@@ -130,7 +134,7 @@ pub struct DataChange {
 }
 
 /// `POST /v1/applications/{id}/submit`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     #[serde(default)]
@@ -139,7 +143,7 @@ pub struct SubmitRequest {
 
 /// An application as the API shows it: the stored record plus what depends on the active
 /// release (`step_due_on`, `step_removed`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApplicationView {
     pub id: String,
     pub permit: String,
@@ -163,24 +167,34 @@ pub struct ApplicationView {
 }
 
 /// A page of `GET /v1/applications`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApplicationList {
     pub applications: Vec<ApplicationView>,
     pub next_cursor: Option<String>,
 }
 
 /// Filters of `GET /v1/applications` as the request gave them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Only this permit type.
     pub permit: Option<String>,
+    /// `draft`, `in_progress`, `completed` or `rejected`.
     pub status: Option<String>,
+    /// Only those at this step.
     pub step: Option<String>,
+    /// `baru`, `perubahan` or `perpanjangan`.
     pub kind: Option<String>,
+    /// Submitted on or after this date (`YYYY-MM-DD`).
     pub submitted_from: Option<NaiveDate>,
+    /// Submitted on or before this date (`YYYY-MM-DD`).
     pub submitted_to: Option<NaiveDate>,
+    /// Case-insensitive text in the registration number, permit number or applicant's name.
     pub q: Option<String>,
+    /// At most this many (default 50, at most 1000).
     pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

@@ -91,7 +91,7 @@ pub enum Refusal {
 pub type WriteOutcome = Result<Application, Refusal>;
 
 /// One event of the outbox as `GET /admin/events` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventRecord {
     #[serde(default)]
     pub seq: u64,

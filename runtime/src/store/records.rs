@@ -17,7 +17,7 @@ pub struct Envelope<T> {
 }
 
 /// An activated release (its sources live in their own table).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ReleaseRecord {
     pub id: String,
     pub created_at: DateTime<Utc>,
@@ -28,7 +28,7 @@ pub struct ReleaseRecord {
 }
 
 /// Each time a release became the served one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActivationRecord {
     pub release: String,
     pub at: DateTime<Utc>,
@@ -37,7 +37,7 @@ pub struct ActivationRecord {
 }
 
 /// Every candidate built, accepted or rejected, with what was wrong.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ReloadRecord {
     #[serde(default)]
     pub seq: u64,
@@ -63,7 +63,7 @@ pub struct ReloadRecord {
 }
 
 /// One evaluation (validate or levy): what went in, what came out, under which release.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DecisionRecord {
     #[serde(default)]
     pub seq: u64,
@@ -77,7 +77,7 @@ pub struct DecisionRecord {
 }
 
 /// An API token; only the SHA-256 of the secret is kept.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// Short public handle (a prefix of the hash) that audit entries name.
     pub id: String,
@@ -93,7 +93,7 @@ pub struct TokenRecord {
 
 /// A member of the office's staff: the roles it acts in and the permit types it handles. Users
 /// are never deleted (histories and the audit log name them); they are deactivated.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserRecord {
     pub username: String,
     pub name: String,
@@ -109,7 +109,7 @@ pub struct UserRecord {
 }
 
 /// An admin action.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditRecord {
     #[serde(default)]
     pub seq: u64,
@@ -130,7 +130,7 @@ pub struct PinRecord {
 
 /// An entry of a listing: the record, or a placeholder for one that cannot be read (damaged, or
 /// written nested deeper than JSON can be read back) so that one bad record never hides the rest.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Listed<T> {
     Record(T),
