@@ -444,3 +444,84 @@ async fn users_and_their_tokens_from_the_command_line() {
     assert_eq!(code, 1);
     assert!(err.contains("POST /admin/users/USERNAME/tokens"), "{err}");
 }
+
+/// An office with a role of its own (`roles` in `pintu.toml`) names it in a flow; a user
+/// holding it acts at that step. And a user's permit types, like its roles, follow a PATCH at
+/// the next request.
+#[tokio::test]
+async fn an_office_s_own_role_acts_at_its_step_and_a_scope_change_applies_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "0.1");
+    let permit = rules.join("uji/permit.toml");
+    let mut toml = std::fs::read_to_string(&permit).unwrap();
+    toml.push_str(
+        "\n[[flow]]\nstep = \"pendaftaran\"\nlabel = \"Pendaftaran\"\nrole = \"front_office\"\n\
+         \n[[flow]]\nstep = \"verifikasi\"\nlabel = \"Verifikasi\"\nrole = \"verifikator\"\n\
+         \n[numbering]\nregistration = \"REG/UJI/{YYYY}/{NNNN}\"\n",
+    );
+    std::fs::write(&permit, toml).unwrap();
+    let config = dir.path().join("pintu.toml");
+    std::fs::write(&config, "roles = [\"front_office\", \"verifikator\"]\n").unwrap();
+    let s = Server::start(
+        &rules,
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(s.release().await.is_some(), "{}", s.log());
+
+    let user = |username: &'static str, role: &'static str, permits: Value| {
+        let s = &s;
+        async move {
+            let body = json!({"username": username, "name": username, "roles": [role],
+                              "permits": permits});
+            let (status, v) = s.admin_post("/admin/users", body).await;
+            assert_eq!(status, 201, "{v}");
+            let (status, v) = s
+                .admin_post(&format!("/admin/users/{username}/tokens"), json!({}))
+                .await;
+            assert_eq!(status, 201, "{v}");
+            v["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let fo = user("fo", "front_office", json!(["lain"])).await;
+    let verifikator = user("vera", "verifikator", json!(["uji"])).await;
+
+    // Out of scope, then in scope after a PATCH of the user's permit types.
+    let application = json!({"permit": "uji", "applicant": {"name": "Ani"}, "data": {"x": "5"}});
+    let (status, v) = s
+        .post_as("/v1/applications", &fo, application.clone())
+        .await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(
+        error_of(&v),
+        ("forbidden", "no access to permit type `uji`")
+    );
+    let (status, v) = admin_patch(&s, "/admin/users/fo", json!({"permits": ["lain", "uji"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, app) = s.post_as("/v1/applications", &fo, application).await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_str().unwrap().to_owned();
+    let transitions = format!("/v1/applications/{id}/transitions");
+    let advance = |app: &Value| json!({"action": "advance", "version": app["version"]});
+    let (status, app) = s.post_as(&transitions, &fo, advance(&app)).await;
+    assert_eq!(
+        (status, app["step"].as_str()),
+        (200, Some("verifikasi")),
+        "{app}"
+    );
+
+    // The office's own role gets past the route's door and acts at its step.
+    let (status, app) = s.post_as(&transitions, &verifikator, advance(&app)).await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(app["status"], "completed", "{app}");
+    assert_eq!(
+        app["history"].as_array().unwrap().last().unwrap()["by"],
+        "vera",
+        "{app}"
+    );
+    let (status, v) = s
+        .get_as(&format!("/v1/applications/{id}"), &verifikator)
+        .await;
+    assert_eq!(status, 200, "{v}");
+}
