@@ -8,16 +8,20 @@
 )]
 
 mod api;
+mod app_crash;
 mod applications;
 mod auth;
 mod cli;
 mod concurrency;
 mod crash;
 mod diagnostics;
+mod flows;
 mod folder;
 mod hostile;
 mod http;
 mod limits;
+mod listing;
+mod numbering;
 mod reload;
 mod sample_rules;
 mod scripts;

@@ -9,6 +9,8 @@
 //! Harness for the end-to-end suites: runs the real `pintu` binary on an ephemeral port with its
 //! own rules and data folders, and talks to it over HTTP.
 
+pub mod applications;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -311,6 +313,33 @@ impl Server {
             .await
             .expect("POST");
         into_json(r).await
+    }
+
+    /// A request of `method` with `token` as the bearer and, if given, a JSON body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        into_json(req.send().await.expect("request")).await
+    }
+
+    /// PUT of a JSON body with `token` as the bearer.
+    pub async fn put_as(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send_as(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// PATCH of a JSON body with `token` as the bearer.
+    pub async fn patch_as(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send_as(reqwest::Method::PATCH, path, token, Some(body))
+            .await
     }
 
     pub async fn admin_get(&self, path: &str) -> (u16, Value) {
