@@ -10,6 +10,7 @@ mod load;
 mod native;
 mod scale;
 mod server;
+mod submissions;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -401,6 +402,8 @@ fn main() -> Result<()> {
     rows.extend(scale_rows(&bench, &mut notes)?);
     eprintln!("durable writes");
     rows.extend(durable_rows(&bench.args)?);
+    eprintln!("durable submissions");
+    rows.extend(submissions::rows(&bench)?);
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");
     for r in rows {

@@ -60,6 +60,12 @@ fn quick_run_prints_every_row_with_a_ratio() {
         expected.push((what.clone(), "SQLite"));
         expected.push((what, "raw write + fsync"));
     }
+    for clients in [1, 16, 64] {
+        expected.push((
+            format!("durable submissions (POST /v1/applications), {clients} client(s)"),
+            "SQLite WAL, synchronous=FULL: counter + application + event",
+        ));
+    }
     assert_eq!(rows.len(), expected.len(), "rows:\n{stdout}");
     for (row, (what, baseline)) in rows.iter().zip(&expected) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
@@ -77,6 +83,15 @@ fn quick_run_prints_every_row_with_a_ratio() {
                     "throughput without its request counts: {row:?}"
                 );
             }
+        }
+        // Submissions count what was created and what failed, like the levy throughput.
+        if what.starts_with("durable submissions") {
+            assert!(
+                cells[1].contains(" created, ")
+                    && cells[1].contains(" non-2xx, ")
+                    && cells[1].ends_with(" errors)"),
+                "submissions without their request counts: {row:?}"
+            );
         }
         if what.starts_with("reload") {
             assert!(
