@@ -143,6 +143,7 @@ async fn a_pbg_application_goes_through_every_step_with_each_role() {
     assert_due(&app, &cal, (before, after), 1);
     assert_eq!(app["history"].as_array().unwrap().len(), 1, "{app}");
     assert_eq!(app["history"][0]["by"], "fo", "{app}");
+    assert_eq!(app["history"][0]["action"], "submitted", "{app}");
 
     // Each step: every other role, and an admin, is refused naming the step's role; the step's
     // role advances it.
@@ -221,8 +222,17 @@ async fn a_pbg_application_goes_through_every_step_with_each_role() {
     // History: the submission, then one entry per step, each by its user and under the release.
     let history = app["history"].as_array().unwrap();
     assert_eq!(history.len(), expected_history.len(), "{app}");
-    for (entry, (from, by)) in history.iter().zip(&expected_history).skip(1) {
-        assert_eq!(entry["action"], "advance", "{entry}");
+    for (n, (entry, (from, by))) in history.iter().zip(&expected_history).enumerate().skip(1) {
+        // Advancing from the last step completes the application.
+        let action = if n == PBG_STEPS.len() {
+            "completed"
+        } else {
+            "advanced"
+        };
+        assert!(
+            entry["action"] == action || entry["action"] == "advanced",
+            "{entry}"
+        );
         assert_eq!(entry["from"], from.as_str(), "{entry}");
         assert_eq!(entry["by"], *by, "{entry}");
         assert_eq!(entry["release"], release.as_str(), "{entry}");
@@ -471,7 +481,7 @@ async fn return_goes_back_for_revision_and_reject_ends_it() {
     assert_eq!(back["status"], "in_progress");
     assert_eq!(back["step"], "entri_data");
     let last = back["history"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["action"], "return", "{last}");
+    assert_eq!(last["action"], "returned", "{last}");
     assert_eq!(last["from"], "konsultasi_teknis");
     assert_eq!(last["to"], "entri_data");
     assert_eq!(last["by"], "teknis");
