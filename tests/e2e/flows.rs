@@ -543,7 +543,7 @@ async fn a_draft_is_completed_and_submitted_and_edits_are_revalidated() {
         )
         .await;
     assert_eq!(status, 422, "{v}");
-    let fields: Vec<&str> = v["errors"]
+    let fields: Vec<&str> = v["error"]["errors"]
         .as_array()
         .unwrap_or_else(|| panic!("errors in {v}"))
         .iter()
@@ -609,7 +609,7 @@ async fn a_draft_is_completed_and_submitted_and_edits_are_revalidated() {
         )
         .await;
     assert_eq!(status, 422, "{v}");
-    let missing: BTreeSet<&str> = v["errors"]
+    let missing: BTreeSet<&str> = v["error"]["errors"]
         .as_array()
         .unwrap_or_else(|| panic!("errors in {v}"))
         .iter()
@@ -659,7 +659,7 @@ async fn a_draft_is_completed_and_submitted_and_edits_are_revalidated() {
         )
         .await;
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["errors"][0]["field"], "fungsi", "{v}");
+    assert_eq!(v["error"]["errors"][0]["field"], "fungsi", "{v}");
     let (_, now) = get_app(&s, &office.back_office, &sub).await;
     assert_eq!(now, sub);
     let mut better = pbg_data();
