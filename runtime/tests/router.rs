@@ -47,6 +47,11 @@ impl Api {
         ] {
             write(&rules.join(path), text);
         }
+        Self::start_on(dir, rules).await
+    }
+
+    /// A router over `rules` (read, never written) with a fresh store in `dir`.
+    async fn start_on(dir: tempfile::TempDir, rules: std::path::PathBuf) -> Self {
         let data = dir.path().join("data");
         let mut config = Config::resolve(None, Some(rules), Some(data.clone()), None).unwrap();
         config.watch = false;

@@ -409,3 +409,251 @@ async fn every_answer_matches_the_schema_the_document_gives_it() {
         problems.join("\n")
     );
 }
+
+/// A role token (every permit type in scope).
+async fn token(api: &Api, role: &'static str) -> String {
+    let store = api.store.clone();
+    tokio::task::spawn_blocking(move || {
+        auth::create_token(&store, &Roles::default(), role, role)
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .0
+    })
+    .await
+    .unwrap()
+}
+
+/// Sends requests and collects how each answer departs from the schema of its route and status.
+struct Checker<'a> {
+    api: &'a Api,
+    doc: Value,
+    problems: Vec<String>,
+}
+
+impl Checker<'_> {
+    async fn check(
+        &mut self,
+        method: Method,
+        route: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> Value {
+        let (status, answer) = self.api.send(method.clone(), path, token, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        let schema = answer_schema(&self.doc, &method, route, status);
+        let at = format!("{method} {path} {status}");
+        self.problems
+            .extend(departures(&self.doc, schema, &answer, &at));
+        answer
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_and_the_sample_rules_answer_as_the_document_says() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let api = Api::start_on(tempfile::tempdir().unwrap(), rules.clone()).await;
+    let (_, doc) = api.send(Method::GET, "/openapi.json", None, None).await;
+    let front = token(&api, "front_office").await;
+    let back = token(&api, "back_office").await;
+    let admin = api.admin.clone();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(rules.join("pbg/tests/a_hunian_tidak_sederhana.json")).unwrap(),
+    )
+    .unwrap();
+    let data = fixture["data"].clone();
+    let mut c = Checker {
+        api: &api,
+        doc,
+        problems: Vec::new(),
+    };
+
+    // The sample permit types: a flow with guards and effects, numbering with a kind override.
+    c.check(
+        Method::GET,
+        "/v1/permits/{id}",
+        "/v1/permits/pbg",
+        None,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    c.check(
+        Method::POST,
+        "/v1/permits/{id}/levy",
+        "/v1/permits/pbg/levy",
+        None,
+        Some(json!({"data": data})),
+        StatusCode::OK,
+    )
+    .await;
+
+    let new = |nik: Option<&str>, draft: bool| {
+        let mut applicant = json!({"name": "Budi Santoso", "address": "Jl. Merdeka 1"});
+        if let Some(nik) = nik {
+            applicant["nik"] = json!(nik);
+        }
+        json!({"permit": "pbg", "kind": "perpanjangan", "applicant": applicant, "data": data, "draft": draft})
+    };
+    let created = c
+        .check(
+            Method::POST,
+            "/v1/applications",
+            "/v1/applications",
+            Some(&front),
+            Some(new(Some("1871010101800001"), false)),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let at = |tail: &str| format!("/v1/applications/{id}{tail}");
+    c.check(
+        Method::POST,
+        "/v1/applications",
+        "/v1/applications",
+        Some(&front),
+        Some(json!({"permit": "pbg", "applicant": {"name": "X"}, "data": {}})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    c.check(
+        Method::GET,
+        "/v1/applications/{id}",
+        &at(""),
+        Some(&back),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    c.check(
+        Method::GET,
+        "/v1/applications/{id}",
+        "/v1/applications/nope",
+        Some(&back),
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // At `pendaftaran` only the front office acts; a stale version is a conflict.
+    c.check(
+        Method::POST,
+        "/v1/applications/{id}/transitions",
+        &at("/transitions"),
+        Some(&back),
+        Some(json!({"action": "advance", "version": created["version"]})),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    c.check(
+        Method::POST,
+        "/v1/applications/{id}/transitions",
+        &at("/transitions"),
+        Some(&front),
+        Some(json!({"action": "advance", "version": 999})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let advanced = c.check(Method::POST,
+        "/v1/applications/{id}/transitions",
+        &at("/transitions"),
+        Some(&front),
+        Some(json!({"action": "advance", "version": created["version"], "note": "berkas lengkap"})),
+        StatusCode::OK,
+    ).await;
+    c.check(
+        Method::PUT,
+        "/v1/applications/{id}/data",
+        &at("/data"),
+        Some(&back),
+        Some(json!({"data": data, "version": advanced["version"]})),
+        StatusCode::OK,
+    )
+    .await;
+
+    // Without a NIK the guard of `pendaftaran` refuses.
+    let no_nik = c
+        .check(
+            Method::POST,
+            "/v1/applications",
+            "/v1/applications",
+            Some(&front),
+            Some(new(None, false)),
+            StatusCode::CREATED,
+        )
+        .await;
+    let no_nik_id = no_nik["id"].as_str().unwrap();
+    c.check(
+        Method::POST,
+        "/v1/applications/{id}/transitions",
+        &format!("/v1/applications/{no_nik_id}/transitions"),
+        Some(&front),
+        Some(json!({"action": "advance", "version": no_nik["version"]})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // A draft, completed and submitted.
+    let draft = c
+        .check(
+            Method::POST,
+            "/v1/applications",
+            "/v1/applications",
+            Some(&front),
+            Some(json!({"permit": "pbg", "applicant": {"name": "Sari"}, "draft": true})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let draft_id = draft["id"].as_str().unwrap();
+    c.check(
+        Method::PUT,
+        "/v1/applications/{id}/data",
+        &format!("/v1/applications/{draft_id}/data"),
+        Some(&front),
+        Some(json!({"data": data, "applicant": {"name": "Sari", "nik": "1871010101800002"}})),
+        StatusCode::OK,
+    )
+    .await;
+    c.check(
+        Method::POST,
+        "/v1/applications/{id}/submit",
+        &format!("/v1/applications/{draft_id}/submit"),
+        Some(&front),
+        Some(json!({})),
+        StatusCode::OK,
+    )
+    .await;
+
+    c.check(
+        Method::GET,
+        "/v1/applications",
+        "/v1/applications?permit=pbg&limit=2",
+        Some(&back),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    c.check(
+        Method::GET,
+        "/v1/applications",
+        "/v1/applications?limit=0",
+        Some(&back),
+        None,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    c.check(
+        Method::GET,
+        "/admin/events",
+        "/admin/events?after=0&limit=50",
+        Some(&admin),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        c.problems.is_empty(),
+        "answers that differ from /openapi.json:\n{}",
+        c.problems.join("\n")
+    );
+}
