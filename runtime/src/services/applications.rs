@@ -420,13 +420,15 @@ impl Applications {
     ) -> Result<ApplicationView> {
         let app = self.read(id).await?;
         in_scope(who, &app.permit)?;
+        // A client that acted on an older version is told so first, whatever the step is now:
+        // of two racing advances, the loser hears `conflict`, not that the step moved on to a
+        // role it lacks. Then who may act here; then whether the action is possible from here.
+        expect_version(&app, Some(req.version))?;
         let release = self.release()?;
         let permit = permit_of(&release, &app.permit)?;
         let flow = permit.flow();
         let at = app.step.clone().unwrap_or_default();
         let step = flow.step(&at);
-        // Who may act comes first; then whether the client saw the current version; then
-        // whether the action is possible from here.
         match step {
             _ if app.status != Status::InProgress => {}
             Some(step) => {
@@ -454,7 +456,6 @@ impl Applications {
                 }
             }
         }
-        expect_version(&app, Some(req.version))?;
         if app.status != Status::InProgress {
             return Err(ApplicationError::InvalidTransition(format!(
                 "application `{id}` is {}: only an application in progress moves through its flow",
