@@ -398,15 +398,7 @@ impl Applications {
         next.version += 1;
         let (numbers, events) = submit_into(&mut next, &release, &permit, who, today, Utc::now())?;
         let stored = self
-            .write(ApplicationWrite {
-                expect: Expect::Version {
-                    seq: seq_of(id)?,
-                    version: read_version,
-                },
-                record: next,
-                numbers,
-                events,
-            })
+            .write_over(id, read_version, next, numbers, events)
             .await?;
         Ok(self.view(&release, stored))
     }
@@ -569,15 +561,7 @@ impl Applications {
             e.data = data.clone();
         }
         let stored = self
-            .write(ApplicationWrite {
-                expect: Expect::Version {
-                    seq: seq_of(id)?,
-                    version: read_version,
-                },
-                record: next,
-                numbers,
-                events,
-            })
+            .write_over(id, read_version, next, numbers, events)
             .await?;
         Ok(self.view(&release, stored))
     }
@@ -630,19 +614,14 @@ impl Applications {
             });
             let step = next.step.clone();
             let data = event_data(&next, who, step.as_deref(), step.as_deref());
-            let write = ApplicationWrite {
-                expect: Expect::Version {
-                    seq: seq_of(id)?,
-                    version: read_version,
-                },
-                record: next,
-                numbers: Vec::new(),
-                events: vec![EventDraft {
-                    kind: event::DATA_CHANGED.into(),
-                    data,
-                }],
-            };
-            match self.write(write).await {
+            let events = vec![EventDraft {
+                kind: event::DATA_CHANGED.into(),
+                data,
+            }];
+            match self
+                .write_over(id, read_version, next, Vec::new(), events)
+                .await
+            {
                 // Without a client version, a change that lost a race is recomputed on the
                 // newer record; with one, the client must see the newer record first.
                 Err(ApplicationError::Conflict(_))
@@ -664,6 +643,28 @@ impl Applications {
             .blocking(move |s| s.application(&key).map_err(ApplicationError::Store))
             .await?
             .ok_or_else(|| ApplicationError::NotFound(id.to_owned()))
+    }
+
+    /// Writes `record` over application `id` if it is still at `read_version` (the version the
+    /// change was computed from), with the numbers and events of the change.
+    async fn write_over(
+        &self,
+        id: &str,
+        read_version: u64,
+        record: Application,
+        numbers: Vec<NumberAssignment>,
+        events: Vec<EventDraft>,
+    ) -> Result<Application> {
+        self.write(ApplicationWrite {
+            expect: Expect::Version {
+                seq: seq_of(id)?,
+                version: read_version,
+            },
+            record,
+            numbers,
+            events,
+        })
+        .await
     }
 
     async fn write(&self, write: ApplicationWrite) -> Result<Application> {
