@@ -118,6 +118,22 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// closes the remaining connections and exits, in milliseconds.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
+/// Most times one outbox event is offered to a connector before its delivery becomes a dead
+/// letter. With the backoff defaults, 8 attempts span about eight and a half minutes.
+pub const DEFAULT_DELIVERY_MAX_ATTEMPTS: u32 = 8;
+/// Wait before the second attempt of a delivery, in milliseconds; doubled after each failure.
+pub const DEFAULT_DELIVERY_BACKOFF_INITIAL_MS: u64 = 1_000;
+/// Longest wait between two attempts of a delivery, in milliseconds (5 minutes).
+pub const DEFAULT_DELIVERY_BACKOFF_MAX_MS: u64 = 300_000;
+/// Longest the dispatcher sleeps before looking for new outbox events and due retries, in
+/// milliseconds. A committed application change wakes it at once; this bounds how late it
+/// notices events written by another path and retries that came due.
+pub const DEFAULT_DELIVERY_POLL_INTERVAL_MS: u64 = 500;
+/// Connector calls for outbox events running at once (different applications; one
+/// application's events are delivered one after the other). Calls mostly wait on outside
+/// systems, so a few more than the cores.
+pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 4;
+
 /// Sandbox and resource limits. Each field defaults to the constant of the same name.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -358,6 +374,83 @@ impl Http {
     }
 }
 
+/// Delivery of outbox events to connectors (`[connectors]` in `pintu.toml`), and the office's
+/// overrides of connectors' `[config]` (`[connectors.config.<name>]`). Each number defaults to
+/// the `DEFAULT_DELIVERY_*` constant of the same name.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Connectors {
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub poll_interval_ms: u64,
+    pub concurrency: usize,
+    /// Per connector name: values merged over the `[config]` of its manifest, so that an office
+    /// sets its own URLs and codes without editing the plugin.
+    pub config: std::collections::BTreeMap<String, toml::Table>,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Self {
+            max_attempts: DEFAULT_DELIVERY_MAX_ATTEMPTS,
+            backoff_initial_ms: DEFAULT_DELIVERY_BACKOFF_INITIAL_MS,
+            backoff_max_ms: DEFAULT_DELIVERY_BACKOFF_MAX_MS,
+            poll_interval_ms: DEFAULT_DELIVERY_POLL_INTERVAL_MS,
+            concurrency: DEFAULT_DELIVERY_CONCURRENCY,
+            config: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl Connectors {
+    /// Refuses values with which delivery could not work, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            // No delivery could be attempted at all.
+            ("max_attempts", u64::from(self.max_attempts)),
+            // Retries would spin without pause against a system that is down.
+            ("backoff_initial_ms", self.backoff_initial_ms),
+            // The dispatcher would poll without pause.
+            ("poll_interval_ms", self.poll_interval_ms),
+            // No event could ever be delivered.
+            ("concurrency", to_u64(self.concurrency)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Connectors {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return Err(ConfigError::Connectors {
+                key: "backoff_max_ms",
+                message: format!(
+                    "must be at least `backoff_initial_ms` ({})",
+                    self.backoff_initial_ms
+                ),
+            });
+        }
+        if self.concurrency > MAX_SEMAPHORE_PERMITS {
+            return Err(ConfigError::Connectors {
+                key: "concurrency",
+                message: format!("must be at most {MAX_SEMAPHORE_PERMITS}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(1))
+    }
+
+    /// The office's `[config]` overrides of connector `name`, if it has any.
+    pub fn overrides(&self, name: &str) -> Option<&toml::Table> {
+        self.config.get(name)
+    }
+}
+
 /// The language of the messages the runtime itself writes for citizens and front-office staff
 /// (field checks, the document checklist, `invalid_data`). Rules speak Indonesian, so the
 /// runtime does too by default. Field names, error codes and scripts' own messages never change.
@@ -388,6 +481,7 @@ pub struct FileConfig {
     pub limits: Limits,
     pub retention: Retention,
     pub http: Http,
+    pub connectors: Connectors,
 }
 
 /// The resolved configuration a server runs with.
@@ -399,6 +493,8 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub http: Http,
+    /// Delivery to connectors and the office's overrides of their `[config]`.
+    pub connectors: Connectors,
     /// Language of the runtime's own messages.
     pub language: Language,
     /// The office's time zone offset, for the date scripts see.
@@ -428,6 +524,8 @@ pub enum ConfigError {
     Retention { key: &'static str, message: String },
     #[error("invalid [http] {key}: {message}")]
     Http { key: &'static str, message: String },
+    #[error("invalid [connectors] {key}: {message}")]
+    Connectors { key: &'static str, message: String },
     #[error("invalid roles: {0}")]
     Roles(#[from] crate::auth::RolesError),
 }
@@ -451,6 +549,7 @@ impl Config {
         file_config.limits.validate()?;
         file_config.retention.validate()?;
         file_config.http.validate()?;
+        file_config.connectors.validate()?;
         let default_bind = DEFAULT_BIND
             .parse()
             .map_err(|_| ConfigError::Bind(DEFAULT_BIND.to_owned()))?;
@@ -475,6 +574,7 @@ impl Config {
             limits: file_config.limits,
             retention: file_config.retention,
             http: file_config.http,
+            connectors: file_config.connectors,
             language: file_config.language,
             watch: true,
         })
@@ -520,6 +620,7 @@ mod tests {
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.retention, Retention::default());
         assert_eq!(cfg.http, Http::default());
+        assert_eq!(cfg.connectors, Connectors::default());
         assert_eq!(cfg.language, Language::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
         assert_eq!(cfg.roles, crate::auth::Roles::default());
@@ -639,6 +740,40 @@ mod tests {
         );
         let err = resolve_text("roles = [\"Kasir\"]\n").unwrap_err();
         assert!(err.to_string().contains("`Kasir`"), "{err}");
+    }
+
+    #[test]
+    fn connector_delivery_keys_and_config_overrides_are_read_and_checked() {
+        let cfg = resolve_text(
+            "[connectors]\nmax_attempts = 3\nbackoff_initial_ms = 10\nbackoff_max_ms = 40\n\
+             [connectors.config.oss-rba]\nbase_url = \"http://127.0.0.1:18081\"\n\
+             [connectors.config.oss-rba.izin_map]\nA = \"pbg\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.connectors.max_attempts, 3);
+        assert_eq!(cfg.connectors.backoff_max_ms, 40);
+        assert_eq!(cfg.connectors.concurrency, DEFAULT_DELIVERY_CONCURRENCY);
+        let oss = cfg.connectors.overrides("oss-rba").unwrap();
+        assert_eq!(oss["base_url"].as_str(), Some("http://127.0.0.1:18081"));
+        assert_eq!(oss["izin_map"]["A"].as_str(), Some("pbg"));
+        assert!(cfg.connectors.overrides("simbg").is_none());
+        for key in [
+            "max_attempts",
+            "backoff_initial_ms",
+            "poll_interval_ms",
+            "concurrency",
+        ] {
+            let err = resolve_text(&format!("[connectors]\n{key} = 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("[connectors] {key}")),
+                "{key}: {err}"
+            );
+        }
+        let err = resolve_text("[connectors]\nbackoff_initial_ms = 50\nbackoff_max_ms = 10\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("backoff_max_ms"), "{err}");
+        let err = resolve_text("[connectors]\nmax_atempts = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_atempts"), "{err}");
     }
 
     #[test]
