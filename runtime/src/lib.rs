@@ -21,6 +21,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connectors;
 pub mod diagnostic;
 pub mod domain;
 pub mod levy;
