@@ -10,6 +10,9 @@
 //! own rules and data folders, and talks to it over HTTP.
 
 pub mod applications;
+pub mod fake;
+pub mod fake_oss;
+pub mod fake_simbg;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
