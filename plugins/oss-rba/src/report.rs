@@ -324,6 +324,7 @@ mod tests {
             base_url: "http://oss/stg/v1/kl/rba/".into(),
             kd_daerah: "1872".into(),
             kd_instansi: "1872".into(),
+            data_teknis_permits: vec!["pbg".into()],
             status_map: BTreeMap::from(
                 [
                     ("pendaftaran", "20"),
