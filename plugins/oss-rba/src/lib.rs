@@ -16,8 +16,8 @@
 //!   later; refused (other 4xx) → failed.
 
 use pintu_connector_sdk::{
-    describe_http_error, export_connector, http, now, secret, Action, Connector, Draft,
-    Event, EventReply, HttpError, InboundReply, InboundRequest, Info, LocalTime,
+    describe_http_error, export_connector, http, now, secret, Action, Connector, Draft, Event,
+    EventReply, HttpError, InboundReply, InboundRequest, Info, LocalTime,
 };
 use serde_json::Value;
 
@@ -109,10 +109,7 @@ fn receive_nib(request: &InboundRequest) -> Result<InboundReply, String> {
         )
     };
     if !plan.unhandled.is_empty() {
-        keterangan.push_str(&format!(
-            "; tidak dilayani: {}",
-            plan.unhandled.join(", ")
-        ));
+        keterangan.push_str(&format!("; tidak dilayani: {}", plan.unhandled.join(", ")));
     }
     pintu_connector_sdk::info!("{keterangan}");
     Ok(InboundReply::json(200, &nib::reply("1", &keterangan)).with_actions(actions))

@@ -123,7 +123,11 @@ fn applicant(data: &Value) -> Value {
     }
     put(&mut applicant, "npwp", field(data, "npwp_perseroan"));
     put(&mut applicant, "address", field(data, "alamat_perseroan"));
-    put(&mut applicant, "phone", field(data, "nomor_telpon_perseroan"));
+    put(
+        &mut applicant,
+        "phone",
+        field(data, "nomor_telpon_perseroan"),
+    );
     put(&mut applicant, "email", field(data, "email_perusahaan"));
     Value::Object(applicant)
 }
@@ -199,7 +203,13 @@ pub fn token(username: &str, password: &str, nib: &str, ymd: &str) -> String {
 /// Whether `given` is the token of one of `days` (`Ymd`): today and yesterday in office time,
 /// so that a push sent just before midnight and received after it still counts. Compared
 /// without an early exit, so that the time taken says nothing about the expected token.
-pub fn token_matches(given: &str, username: &str, password: &str, nib: &str, days: &[String]) -> bool {
+pub fn token_matches(
+    given: &str,
+    username: &str,
+    password: &str,
+    nib: &str,
+    days: &[String],
+) -> bool {
     let given = given.trim().to_ascii_lowercase();
     days.iter().fold(false, |found, day| {
         let expected = token(username, password, nib, day);
@@ -235,10 +245,7 @@ mod tests {
     }
 
     fn sample() -> Value {
-        serde_json::from_str(include_str!(
-            "../../../tests/fixtures/oss/receive_nib.json"
-        ))
-        .unwrap()
+        serde_json::from_str(include_str!("../../../tests/fixtures/oss/receive_nib.json")).unwrap()
     }
 
     #[test]
@@ -251,7 +258,13 @@ mod tests {
         let days = ["20261130".to_owned(), "20261129".to_owned()];
         let t = token("u", "p", "9120301234567", "20261129");
         assert!(token_matches(&t, "u", "p", "9120301234567", &days));
-        assert!(token_matches(&t.to_uppercase(), "u", "p", "9120301234567", &days));
+        assert!(token_matches(
+            &t.to_uppercase(),
+            "u",
+            "p",
+            "9120301234567",
+            &days
+        ));
         assert!(!token_matches(&t, "u", "p", "9120301234568", &days));
         assert!(!token_matches("", "u", "p", "9120301234567", &days));
         let old = token("u", "p", "9120301234567", "20261128");
@@ -285,7 +298,10 @@ mod tests {
         assert_eq!(pbg.external["kd_izin"], "058000010001");
         // Requirements with an id are kept (their empty fields left out).
         assert_eq!(pbg.external["persyaratan"].as_array().unwrap().len(), 2);
-        assert_eq!(pbg.external["persyaratan"][1], json!({"id_syarat": "SY-0002"}));
+        assert_eq!(
+            pbg.external["persyaratan"][1],
+            json!({"id_syarat": "SY-0002"})
+        );
         assert_eq!(pbg.applicant["name"], "PT Klinik Sehat Sentosa");
         assert_eq!(pbg.applicant["nik"], "1872012505800001");
         assert_eq!(pbg.applicant["npwp"], "012345678901000");
@@ -305,7 +321,10 @@ mod tests {
         }});
         let plan = plan(&body, &config()).unwrap();
         assert_eq!(plan.drafts.len(), 1);
-        assert_eq!(plan.drafts[0].applicant, json!({"name": "NIB 9120301234567"}));
+        assert_eq!(
+            plan.drafts[0].applicant,
+            json!({"name": "NIB 9120301234567"})
+        );
         assert_eq!(plan.drafts[0].external["oss_id"], "");
         assert_eq!(plan.unhandled.len(), 1);
         let without_checklist = json!({"dataNIB": {"nib": "1"}});

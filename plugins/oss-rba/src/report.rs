@@ -39,13 +39,23 @@ pub enum Report {
 
 /// The report for event `kind` with its `data`, of the application `snapshot`, at local time
 /// `at`.
-pub fn report(kind: &str, data: &Value, snapshot: &Value, at: &LocalTime, config: &Config) -> Report {
+pub fn report(
+    kind: &str,
+    data: &Value,
+    snapshot: &Value,
+    at: &LocalTime,
+    config: &Config,
+) -> Report {
     let oss = &snapshot["external"]["oss-rba"];
     if field(oss, "id_izin").is_empty() {
         return Report::Skip("not an OSS application (no external[\"oss-rba\"].id_izin)".into());
     }
     let permit = first_text(&[field(data, "permit"), field(snapshot, "permit")]);
-    let step = first_text(&[field(data, "to"), field(data, "step"), field(snapshot, "step")]);
+    let step = first_text(&[
+        field(data, "to"),
+        field(data, "step"),
+        field(snapshot, "step"),
+    ]);
     let code = match kind {
         "permit.issued" => return license(data, snapshot, oss, &permit, at, config),
         "application.submitted" | "application.advanced" => config.status_for_step(&permit, &step),
@@ -124,7 +134,10 @@ fn license(
     at: &LocalTime,
     config: &Config,
 ) -> Report {
-    let nomor = first_text(&[field(data, "permit_number"), field(snapshot, "permit_number")]);
+    let nomor = first_text(&[
+        field(data, "permit_number"),
+        field(snapshot, "permit_number"),
+    ]);
     if nomor.is_empty() {
         return Report::Impossible("permit.issued without a permit number".into());
     }
@@ -228,7 +241,10 @@ pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     };
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
     let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
         return None;
     }
     let mut i = 19;
@@ -255,7 +271,12 @@ pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -359,14 +380,23 @@ mod tests {
     #[test]
     fn rfc3339_times_read_with_fractions_and_offsets() {
         let z = parse_rfc3339_millis("2026-11-30T02:10:05Z").unwrap();
-        assert_eq!(LocalTime::from_unix_millis(z, 420).datetime(), "2026-11-30 09:10:05");
+        assert_eq!(
+            LocalTime::from_unix_millis(z, 420).datetime(),
+            "2026-11-30 09:10:05"
+        );
         assert_eq!(
             parse_rfc3339_millis("2026-11-30T09:10:05.250+07:00"),
             Some(z + 250)
         );
-        assert_eq!(parse_rfc3339_millis("2026-11-30T02:10:05.123456789Z"), Some(z + 123));
+        assert_eq!(
+            parse_rfc3339_millis("2026-11-30T02:10:05.123456789Z"),
+            Some(z + 123)
+        );
         assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_millis("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339_millis("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
         assert_eq!(parse_rfc3339_millis("30/11/2026"), None);
         assert_eq!(parse_rfc3339_millis("2026-11-30T02:10:05"), None);
     }
@@ -391,26 +421,66 @@ mod tests {
             s["keterangan"],
             "Permohonan APP-3 (REG/PBG/2026/00001), langkah entri_data: berkas lengkap"
         );
-        assert_eq!(config().url("receiveLicenseStatus"), "http://oss/stg/v1/kl/rba/receiveLicenseStatus");
+        assert_eq!(
+            config().url("receiveLicenseStatus"),
+            "http://oss/stg/v1/kl/rba/receiveLicenseStatus"
+        );
     }
 
     #[test]
     fn permit_qualified_steps_returns_and_rejections_have_their_codes() {
-        let code = |kind: &str, data: Value| match report(kind, &data, &snapshot(), &at(), &config()) {
-            Report::Send { body, .. } => body["IZINSTATUS"]["kd_status"].as_str().unwrap().to_owned(),
-            other => format!("{other:?}"),
-        };
-        assert_eq!(code("application.advanced", json!({"permit": "pbg", "to": "penyerahan"})), "50");
-        assert_eq!(code("application.advanced", json!({"permit": "sip-dokter", "to": "penyerahan"})), "52");
-        assert_eq!(code("application.returned", json!({"permit": "pbg", "to": "pendaftaran"})), "11");
+        let code =
+            |kind: &str, data: Value| match report(kind, &data, &snapshot(), &at(), &config()) {
+                Report::Send { body, .. } => {
+                    body["IZINSTATUS"]["kd_status"].as_str().unwrap().to_owned()
+                }
+                other => format!("{other:?}"),
+            };
+        assert_eq!(
+            code(
+                "application.advanced",
+                json!({"permit": "pbg", "to": "penyerahan"})
+            ),
+            "50"
+        );
+        assert_eq!(
+            code(
+                "application.advanced",
+                json!({"permit": "sip-dokter", "to": "penyerahan"})
+            ),
+            "52"
+        );
+        assert_eq!(
+            code(
+                "application.returned",
+                json!({"permit": "pbg", "to": "pendaftaran"})
+            ),
+            "11"
+        );
         assert_eq!(code("application.rejected", json!({"permit": "pbg"})), "90");
-        assert_eq!(code("application.submitted", json!({"permit": "pbg", "to": "pendaftaran"})), "20");
-        assert!(code("application.advanced", json!({"permit": "pbg", "to": "konsultasi_teknis"})).starts_with("Skip"));
+        assert_eq!(
+            code(
+                "application.submitted",
+                json!({"permit": "pbg", "to": "pendaftaran"})
+            ),
+            "20"
+        );
+        assert!(code(
+            "application.advanced",
+            json!({"permit": "pbg", "to": "konsultasi_teknis"})
+        )
+        .starts_with("Skip"));
         assert!(code("application.completed", json!({"permit": "pbg"})).starts_with("Skip"));
         let mut local = snapshot();
         local["external"] = json!({});
         assert!(matches!(
-            report("application.advanced", &json!({"to": "entri_data"}), &local, &at(), &config()),
+            report(
+                "application.advanced",
+                &json!({"to": "entri_data"}),
+                &local,
+                &at(),
+                &config()
+            ),
             Report::Skip(_)
         ));
     }
@@ -422,7 +492,8 @@ mod tests {
         config.masa_berlaku_tahun.insert("pbg".into(), 5);
         config.penandatangan.jabatan = "Kepala DPMPTSP".into();
         let data = json!({"permit": "pbg", "permit_number": "503/0001/PBG/DPMPTSP/XI/2026"});
-        let Report::Send { method, body } = report("permit.issued", &data, &snapshot(), &at(), &config)
+        let Report::Send { method, body } =
+            report("permit.issued", &data, &snapshot(), &at(), &config)
         else {
             panic!("a report")
         };
@@ -444,9 +515,13 @@ mod tests {
         assert_eq!(f["data_teknis"]["tinggi_bangunan_disetujui"], "");
         let mut other = snapshot();
         other["permit"] = json!("sip-dokter");
-        let Report::Send { body, .. } =
-            report("permit.issued", &json!({"permit_number": "1"}), &other, &at(), &config)
-        else {
+        let Report::Send { body, .. } = report(
+            "permit.issued",
+            &json!({"permit_number": "1"}),
+            &other,
+            &at(),
+            &config,
+        ) else {
             panic!("a report")
         };
         assert!(body["IZINFINAL"].get("data_teknis").is_none());
@@ -466,13 +541,23 @@ mod tests {
             verdict("receiveLicense", 200, inner),
             Verdict::Retry("OSS receiveLicense answered 500: gagal proses".into())
         );
-        assert!(matches!(verdict("receiveLicense", 504, b"<html>"), Verdict::Retry(_)));
-        assert!(matches!(verdict("receiveLicense", 429, b""), Verdict::Retry(_)));
-        let refused = br#"{"responreceiveLicense": {"kode": 400, "keterangan": "IZINFINAL: missing nib"}}"#;
+        assert!(matches!(
+            verdict("receiveLicense", 504, b"<html>"),
+            Verdict::Retry(_)
+        ));
+        assert!(matches!(
+            verdict("receiveLicense", 429, b""),
+            Verdict::Retry(_)
+        ));
+        let refused =
+            br#"{"responreceiveLicense": {"kode": 400, "keterangan": "IZINFINAL: missing nib"}}"#;
         assert_eq!(
             verdict("receiveLicense", 400, refused),
             Verdict::Failed("OSS receiveLicense answered 400: IZINFINAL: missing nib".into())
         );
-        assert!(matches!(verdict("receiveLicense", 401, b"{}"), Verdict::Failed(_)));
+        assert!(matches!(
+            verdict("receiveLicense", 401, b"{}"),
+            Verdict::Failed(_)
+        ));
     }
 }
