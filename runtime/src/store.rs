@@ -6,6 +6,7 @@
 pub mod applications;
 pub mod bound;
 mod check;
+mod connector_kv;
 mod files;
 pub mod records;
 mod retention;
@@ -61,6 +62,9 @@ pub(crate) const COUNTERS: TableDefinition<(&str, &str, &str, i32), u64> =
     TableDefinition::new("counters");
 /// The outbox: every application change's events, by a sequence without gaps.
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Each connector's private key-value space: (connector name, key) → value bytes.
+pub(crate) const CONNECTOR_KV: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("connector_kv");
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";

@@ -43,6 +43,22 @@ impl HttpResponse {
     }
 }
 
+/// Why `http-send` returned no response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", content = "message", rename_all = "snake_case")]
+pub enum HttpError {
+    /// The URL's `scheme://host:port` is not in the manifest's `[allow] hosts`; nothing was sent.
+    NotAllowed(String),
+    /// The URL or a header is malformed; nothing was sent.
+    InvalidRequest(String),
+    /// No connection, or it broke before a response arrived.
+    Connection(String),
+    /// No answer before the call's deadline.
+    Timeout(String),
+    /// The response body exceeded the host's limit.
+    TooLarge(String),
+}
+
 /// Severity of a connector's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -16,8 +16,8 @@ use super::records::{
 };
 use super::retention::{self, PrunePlan};
 use super::{
-    encode, Shared, StoreError, ACTIVATIONS, AUDIT, DECISIONS, DECISIONS_BY_PERMIT, META,
-    META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
+    encode, Shared, StoreError, ACTIVATIONS, AUDIT, CONNECTOR_KV, DECISIONS, DECISIONS_BY_PERMIT,
+    META, META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -50,6 +50,12 @@ pub enum Op {
     Prune(PrunePlan),
     /// A conditional change of one application; it may be refused without failing the batch.
     Application(Box<ApplicationWrite>),
+    /// Set (`Some`) or delete (`None`) one key of a connector's key-value space.
+    ConnectorKv {
+        connector: String,
+        key: String,
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// What one operation produced.
@@ -317,6 +323,22 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             None
         }
         Op::Audit(a) => Some(append(&mut txn.open_table(AUDIT)?, &encode(a)?)?),
+        Op::ConnectorKv {
+            connector,
+            key,
+            value,
+        } => {
+            let mut kv = txn.open_table(CONNECTOR_KV)?;
+            match value {
+                Some(v) => {
+                    kv.insert((connector.as_str(), key.as_str()), v.as_slice())?;
+                }
+                None => {
+                    kv.remove((connector.as_str(), key.as_str()))?;
+                }
+            }
+            None
+        }
         Op::Pin(pin) => {
             let mut meta = txn.open_table(META)?;
             match pin {

@@ -1,0 +1,104 @@
+//! What a call needs from the rest of Pintu: the connector's key-value space, the office's levy
+//! rules, secrets, the office's time zone, and whether this is a dry run. The services build a
+//! [`CallEnv`]; the host never reaches into them otherwise.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::secrets::Secrets;
+
+/// What host imports need from the rest of Pintu during one call.
+#[derive(Clone)]
+pub struct CallEnv {
+    pub kv: Arc<dyn KvSpace>,
+    pub levy: Arc<dyn LevyAssessor>,
+    pub secrets: Arc<Secrets>,
+    /// The office's offset from UTC in minutes (420 for WIB), for `host.now`.
+    pub utc_offset_minutes: i32,
+    /// Keep kv writes in an overlay that is dropped after the call (admin `invoke`).
+    pub dry_run: bool,
+}
+
+impl CallEnv {
+    /// An environment with nothing behind it: kv in memory, no levy rules, no secrets, UTC.
+    /// Used to call `describe` at load, and by tests.
+    pub fn detached() -> Self {
+        Self {
+            kv: Arc::new(MemoryKv::default()),
+            levy: Arc::new(NoLevy),
+            secrets: Arc::new(Secrets::default()),
+            utc_offset_minutes: 0,
+            dry_run: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for CallEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallEnv")
+            .field("secrets", &self.secrets)
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connector's private key-value space, by connector name. Errors are texts the guest sees.
+pub trait KvSpace: Send + Sync {
+    fn get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Durable when it returns `Ok`.
+    fn set(&self, connector: &str, key: &str, value: &[u8]) -> Result<(), String>;
+    fn delete(&self, connector: &str, key: &str) -> Result<(), String>;
+}
+
+/// The office's own levy rules, as `POST /v1/permits/<permit>/levy` answers them.
+pub trait LevyAssessor: Send + Sync {
+    /// `input_json` is a JSON object of the permit type's form data; the answer is JSON text.
+    fn assess(&self, permit: &str, input_json: &str) -> Result<String, String>;
+}
+
+/// A key-value space in memory (tests, `describe` at load).
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl KvSpace for MemoryKv {
+    fn get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let map = self
+            .map
+            .lock()
+            .map_err(|_| "kv is unavailable".to_owned())?;
+        Ok(map.get(&(connector.to_owned(), key.to_owned())).cloned())
+    }
+
+    fn set(&self, connector: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| "kv is unavailable".to_owned())?;
+        map.insert((connector.to_owned(), key.to_owned()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, connector: &str, key: &str) -> Result<(), String> {
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| "kv is unavailable".to_owned())?;
+        map.remove(&(connector.to_owned(), key.to_owned()));
+        Ok(())
+    }
+}
+
+/// No levy rules: every assessment is refused with a reason.
+#[derive(Debug, Default)]
+pub struct NoLevy;
+
+impl LevyAssessor for NoLevy {
+    fn assess(&self, permit: &str, _input_json: &str) -> Result<String, String> {
+        Err(format!(
+            "no levy rules are available to assess `{permit}` here"
+        ))
+    }
+}

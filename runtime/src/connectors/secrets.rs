@@ -1,0 +1,157 @@
+//! Connector secrets: `DATA/secrets.toml` with one `[<connector>]` table of name → value, or an
+//! environment variable the connector's manifest names in `[secrets]`. Secrets never live in
+//! the rules or plugins folders, and no value is ever printed: `Debug` shows names only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The file's name inside the data folder.
+pub const SECRETS_FILE: &str = "secrets.toml";
+
+/// Secrets by connector, then by name.
+#[derive(Default, Clone)]
+pub struct Secrets {
+    by_connector: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: a value must never reach a log line or an error.
+        let names: BTreeMap<&str, Vec<&str>> = self
+            .by_connector
+            .iter()
+            .map(|(c, m)| (c.as_str(), m.keys().map(String::as_str).collect()))
+            .collect();
+        f.debug_struct("Secrets").field("names", &names).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The message names the place, never the value.
+    #[error("`{path}` is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Secrets {
+    /// Reads `DATA/secrets.toml`; a missing file means no secrets. A file readable by others
+    /// than its owner is still read, with a warning (it should be 0600).
+    pub fn load(data_dir: &Path) -> Result<Self, SecretsError> {
+        let path = data_dir.join(SECRETS_FILE);
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(SecretsError::Read {
+                    path: shown,
+                    source,
+                })
+            }
+        };
+        warn_if_shared(&path);
+        Self::parse(&text).map_err(|message| SecretsError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    /// Parses the text of a secrets file. Errors name tables and keys, never values.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        // toml's own messages quote the offending source line, which could be a secret.
+        let table: toml::Table = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let line = text.get(..span.start).unwrap_or(text).matches('\n').count() + 1;
+                format!("TOML syntax error on line {line}")
+            }
+            None => "TOML syntax error".to_owned(),
+        })?;
+        let mut by_connector = BTreeMap::new();
+        for (connector, value) in table {
+            let toml::Value::Table(entries) = value else {
+                return Err(format!("`{connector}` must be a table `[{connector}]`"));
+            };
+            let mut names = BTreeMap::new();
+            for (name, v) in entries {
+                let toml::Value::String(s) = v else {
+                    return Err(format!("`{connector}.{name}` must be a string"));
+                };
+                names.insert(name, s);
+            }
+            by_connector.insert(connector, names);
+        }
+        Ok(Self { by_connector })
+    }
+
+    /// A secret of `connector` from the file.
+    pub fn get(&self, connector: &str, name: &str) -> Option<&str> {
+        self.by_connector
+            .get(connector)
+            .and_then(|m| m.get(name))
+            .map(String::as_str)
+    }
+
+    /// Sets a secret (tests and tools).
+    pub fn insert(&mut self, connector: &str, name: &str, value: &str) {
+        self.by_connector
+            .entry(connector.to_owned())
+            .or_default()
+            .insert(name.to_owned(), value.to_owned());
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the secrets file is readable by other users; make it 0600"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_load_by_connector_and_never_print_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(SECRETS_FILE),
+            "[oss-rba]\nusername = \"kota\"\npassword = \"s3cr3t-value\"\n",
+        )
+        .unwrap();
+        let s = Secrets::load(dir.path()).unwrap();
+        assert_eq!(s.get("oss-rba", "password"), Some("s3cr3t-value"));
+        assert_eq!(s.get("oss-rba", "user_key"), None);
+        assert_eq!(s.get("simbg", "password"), None);
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("password") && !shown.contains("s3cr3t-value"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_no_secrets_and_bad_files_name_no_values() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Secrets::load(dir.path()).unwrap().get("x", "y").is_none());
+        let e = Secrets::parse("[oss-rba]\npassword = s3cr3t-value\n").unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = Secrets::parse("[oss-rba]\npassword = 12345\n").unwrap_err();
+        assert_eq!(e, "`oss-rba.password` must be a string");
+    }
+}
