@@ -1,7 +1,12 @@
 //! The connector host against the committed fixture components (`plugins/fixtures/*`): echo's
 //! happy paths through every host import, and each hostile fixture contained with its own
 //! error while the next echo call on the same host still works.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -317,7 +322,10 @@ fn levy_and_clock_reach_the_guest() {
 
 /// A tiny HTTP server answering every request with `status` and a JSON body; it sends what it
 /// received (request line, headers, body) down the channel.
-fn http_server(status: u16) -> (String, mpsc::Receiver<(String, Vec<String>, Vec<u8>)>) {
+/// What the test server received: the request line, the headers (lowercase), the body.
+type Received = (String, Vec<String>, Vec<u8>);
+
+fn http_server(status: u16) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
