@@ -140,8 +140,8 @@ macro_rules! export_connector {
                 }
             }
 
-            $crate::bindings::export!(PintuConnectorExport with_types_in $crate::bindings);
-};
+    $crate::bindings::export!(PintuConnectorExport with_types_in $crate::bindings);
+        };
     };
 }
 
