@@ -58,6 +58,10 @@ pub mod time;
 pub use time::LocalTime;
 
 /// The raw bindings generated from the WIT package, for what the helpers do not cover.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generated: the canonical ABI passes flattened records as arguments"
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "connector",
