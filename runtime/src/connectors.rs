@@ -70,6 +70,7 @@ pub struct ConnectorHost {
     linker_v0_1_0: Linker<CallState>,
     cache: Option<Cache>,
     counters: Counters,
+    slots: Arc<engine::Slots>,
     _ticker: engine::Ticker,
 }
 
@@ -107,6 +108,7 @@ impl ConnectorHost {
             linker_v0_1_0,
             cache,
             counters: Counters::default(),
+            slots: Arc::new(engine::Slots::new(engine::POOL_INSTANCES)),
             _ticker: ticker,
         }))
     }
@@ -241,6 +243,7 @@ impl ConnectorHost {
                 }),
                 pre,
                 engine: self.engine.clone(),
+                slots: Arc::clone(&self.slots),
                 stats: stats::Stats::default(),
             }),
         };
@@ -293,6 +296,7 @@ struct Inner {
     call: Arc<CallConnector>,
     pre: Pre,
     engine: Engine,
+    slots: Arc<engine::Slots>,
     stats: stats::Stats,
 }
 
@@ -452,6 +456,13 @@ impl Connector {
         let limits = self.manifest().limits;
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = Instant::now() + timeout;
+        let Some(_slot) = self.inner.slots.take(deadline) else {
+            return Err(self.error(CallFailure::Instantiate(format!(
+                "all {} connector instances stayed busy for its {} ms",
+                engine::POOL_INSTANCES,
+                limits.timeout_ms
+            ))));
+        };
         let state = CallState::new(Arc::clone(&self.inner.call), env.clone(), deadline);
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -688,3 +688,84 @@ fn the_host_reports_its_allocator() {
     // Either is fine; the server logs which one it got.
     println!("allocation: {:?}", host().allocation());
 }
+
+/// A server that answers every request 200 after `delay`, each connection on its own thread,
+/// so that the calls waiting on it overlap.
+fn slow_http_server(delay: std::time::Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let h = h.trim_end().to_ascii_lowercase();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            });
+        }
+    });
+    origin
+}
+
+#[test]
+fn more_calls_at_once_than_instance_slots_all_succeed() {
+    // Each call holds its instance while the server takes its time, so that more calls are in
+    // flight than the host has instance slots: the extra ones wait for a slot (within their
+    // deadline) instead of failing to instantiate.
+    let origin = slow_http_server(std::time::Duration::from_millis(500));
+    let c = host().load("echo", &allowing(&origin, &[]), None).unwrap();
+    let started = Instant::now();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let c = c.clone();
+            let url = format!("{origin}/slow");
+            std::thread::spawn(move || {
+                let reply = c.handle_inbound(
+                    &CallEnv::detached(),
+                    post("p", json!({"i": i, "http": {"url": url}})),
+                );
+                let answer: Value = serde_json::from_slice(&reply.unwrap().response.body).unwrap();
+                assert_eq!(answer["body"]["i"], i);
+                assert_eq!(answer["http"]["status"], 200, "{answer}");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!("200 overlapping calls took {:?}", started.elapsed());
+}
+
+#[test]
+fn http_get_and_redirects_stay_with_the_guest() {
+    let (origin, received) = http_server(302);
+    let c = host().load("echo", &allowing(&origin, &[]), None).unwrap();
+    let answer = echo_call(
+        &c,
+        &CallEnv::detached(),
+        "x",
+        json!({"http": {"url": format!("{origin}/status?id=1"), "method": "GET"}}),
+    );
+    // The 3xx is the guest's to see: following it could leave the allowlist.
+    assert_eq!(answer["http"]["status"], 302, "{answer}");
+    let (line, _, _) = received.recv().unwrap();
+    assert_eq!(line, "GET /status?id=1 HTTP/1.1");
+}

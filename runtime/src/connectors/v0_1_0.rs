@@ -10,8 +10,8 @@ wasmtime::component::bindgen!({
     world: "connector",
 });
 
-use pintu::connector::host;
-use pintu::connector::types as w;
+use self::pintu::connector::host;
+use self::pintu::connector::types as w;
 
 /// The version string of this contract.
 pub const WIT: &str = "0.1.0";
