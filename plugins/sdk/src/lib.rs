@@ -9,7 +9,7 @@
 //! space ([`kv`]), logging ([`log`]), the clock ([`now`]) and the office's own levy rules
 //! ([`assess_levy`]). What it asks Pintu to change in applications it returns as [`Action`]s.
 //!
-//! ```ignore
+//! ```no_run
 //! use pintu_connector_sdk::{export_connector, Action, AppRef, Connector, Draft, Event,
 //!     EventReply, InboundReply, InboundRequest, Info};
 //! use serde_json::json;
