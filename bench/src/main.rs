@@ -2,6 +2,7 @@
 //! markdown table with the ratio. `--quick` runs every measurement briefly (for CI: it proves
 //! the harness runs, its figures mean nothing). See docs/benchmarks.md.
 
+mod connector;
 mod durable;
 mod endpoint;
 mod generate;
@@ -366,6 +367,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
     let mut rows = levy_rows(&args)?;
+    eprintln!("connector calls");
+    rows.extend(connector::rows(&args)?);
 
     let bin = server::pintu_bin()?;
     let config = args.work_dir.join("pintu.toml");

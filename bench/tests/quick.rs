@@ -33,6 +33,12 @@ fn quick_run_prints_every_row_with_a_ratio() {
             "plain Rust levy",
         ),
     ];
+    for q in ["p50", "p99"] {
+        expected.push((
+            format!("connector call: instantiate + handle-event (echo, kv history of 300), {q}"),
+            "the same logic in native Rust",
+        ));
+    }
     for clients in [1, 16, 64] {
         let what = format!("HTTP levy (example B + 2 prasarana), {clients} client(s)");
         for figure in ["throughput", "p50 latency", "p99 latency"] {
