@@ -7,6 +7,7 @@ pub mod applications;
 pub mod bound;
 mod check;
 mod connector_kv;
+pub mod deliveries;
 mod files;
 pub mod records;
 mod retention;
@@ -65,6 +66,15 @@ pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 /// Each connector's private key-value space: (connector name, key) → value bytes.
 pub(crate) const CONNECTOR_KV: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("connector_kv");
+/// Per connector: the last outbox sequence scheduled for delivery to it (its durable cursor).
+pub(crate) const DELIVERY_CURSORS: TableDefinition<&str, u64> =
+    TableDefinition::new("delivery_cursors");
+/// Deliveries of outbox events to connectors, by id (`store::deliveries`).
+pub(crate) const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
+/// (connector, state, id) with `""` for "any" in either place: listing by connector and state,
+/// and a connector's pending deliveries in outbox order (the dispatcher's queue).
+pub(crate) const DELIVERIES_BY_STATE: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("deliveries_by_state");
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";
@@ -453,6 +463,12 @@ impl Store {
             .first()
             .copied()
             .unwrap_or(0))
+    }
+
+    /// Notified after each commit that may have appended outbox events (it keeps one permit, so
+    /// a signal sent while nobody waits is not lost).
+    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+        self.writer.outbox()
     }
 
     /// Durable commits since the store was opened (each may carry many writes).

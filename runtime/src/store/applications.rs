@@ -623,7 +623,7 @@ mod tests {
             .into_iter()
             .map(|o| match o {
                 Outcome::Application(o) => *o,
-                Outcome::Seq(_) => panic!("not an application outcome"),
+                Outcome::Seq(_) | Outcome::Delivery(_) => panic!("not an application outcome"),
             })
             .collect();
         assert_eq!(outcomes[0].as_ref().unwrap().version, 2);

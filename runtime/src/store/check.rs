@@ -6,7 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     catch_unwind, files, panic_message, StoreError, ACTIVATIONS, APPLICATIONS, AUDIT, DB_FILE,
-    DECISIONS, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS, USERS,
+    DECISIONS, DELIVERIES, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
+    USERS,
 };
 
 /// What the check found.
@@ -96,13 +97,14 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
             }
         }
     }
-    let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 6] = [
+    let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 7] = [
         ("activations", ACTIVATIONS),
         ("reloads", RELOADS),
         ("decisions", DECISIONS),
         ("audit", AUDIT),
         ("applications", APPLICATIONS),
         ("events", EVENTS),
+        ("deliveries", DELIVERIES),
     ];
     for (name, table) in seq_tables {
         let t = match txn.open_table(table) {

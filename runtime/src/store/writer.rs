@@ -10,6 +10,7 @@ use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::applications::{ApplicationWrite, WriteOutcome};
+use super::deliveries::{DeliveryOp, DeliveryOutcome};
 use super::records::{
     ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
     TokenRecord, UserRecord,
@@ -56,6 +57,8 @@ pub enum Op {
         key: String,
         value: Option<Vec<u8>>,
     },
+    /// Scheduling deliveries to a connector, or recording an attempt (`store::deliveries`).
+    Delivery(DeliveryOp),
 }
 
 /// What one operation produced.
@@ -65,6 +68,7 @@ pub enum Outcome {
     Seq(u64),
     /// An application change: written, or refused with nothing written.
     Application(Box<WriteOutcome>),
+    Delivery(DeliveryOutcome),
 }
 
 /// The sequence numbers among `outcomes`, in order (what plain writes answer).
@@ -73,7 +77,7 @@ pub(super) fn seqs(outcomes: Vec<Outcome>) -> Vec<u64> {
         .into_iter()
         .filter_map(|o| match o {
             Outcome::Seq(s) => Some(s),
-            Outcome::Application(_) => None,
+            Outcome::Application(_) | Outcome::Delivery(_) => None,
         })
         .collect()
 }
@@ -91,6 +95,9 @@ pub struct Writer {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
+    /// Signalled after each commit that appended outbox events, so that the dispatcher wakes at
+    /// once instead of polling.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Writer {
@@ -98,15 +105,23 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let signal = outbox.clone();
         let thread = std::thread::Builder::new()
             .name("pintu-store-writer".into())
-            .spawn(move || run(&db, &rx, max_batch.max(1), &counter))
+            .spawn(move || run(&db, &rx, max_batch.max(1), &counter, &signal))
             .ok();
         Self {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(thread),
             commits,
+            outbox,
         }
+    }
+
+    /// Notified (one stored permit) after every commit that may have appended outbox events.
+    pub fn outbox(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 
     pub fn submit(
@@ -142,7 +157,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Shared, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &AtomicU64) {
+fn run(
+    db: &Shared,
+    rx: &mpsc::Receiver<Job>,
+    max_batch: usize,
+    commits: &AtomicU64,
+    outbox: &tokio::sync::Notify,
+) {
     let mut wait = RECOVERY_FIRST_WAIT;
     let mut next_attempt = Instant::now();
     loop {
@@ -199,6 +220,13 @@ fn run(db: &Shared, rx: &mpsc::Receiver<Job>, max_batch: usize, commits: &Atomic
         match commit(db, &batch) {
             Ok(seqs) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                let appended_events = batch
+                    .iter()
+                    .flat_map(|j| &j.ops)
+                    .any(|op| matches!(op, Op::Application(w) if !w.events.is_empty()));
+                if appended_events {
+                    outbox.notify_one();
+                }
                 for (job, seqs) in batch.into_iter().zip(seqs) {
                     let _ = job.done.send(Ok(seqs));
                 }
@@ -266,6 +294,8 @@ fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> {
                 // A refusal is an answer for this op alone; only a storage error fails the batch.
                 let outcome = super::applications::apply(&txn, write)?;
                 outcomes.push(Outcome::Application(Box::new(outcome)));
+            } else if let Op::Delivery(d) = op {
+                outcomes.push(Outcome::Delivery(super::deliveries::apply(&txn, d)?));
             } else if let Some(seq) = apply(&txn, op)? {
                 outcomes.push(Outcome::Seq(seq));
             }
@@ -352,7 +382,7 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             None
         }
         Op::Prune(plan) => Some(retention::prune(txn, plan)?),
-        // Applied by `commit` with its own outcome.
-        Op::Application(_) => None,
+        // Applied by `commit` with their own outcomes.
+        Op::Application(_) | Op::Delivery(_) => None,
     })
 }
