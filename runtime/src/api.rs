@@ -6,6 +6,7 @@ mod applications;
 mod error;
 mod extract;
 mod openapi;
+mod outbox;
 mod routes;
 mod server;
 mod users;

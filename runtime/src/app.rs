@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::services::applications::Applications;
+use crate::services::dispatcher::Outbox;
 use crate::services::evaluator::Evaluator;
 use crate::services::recorder::Recorder;
 use crate::services::releases::{Active, ReleaseError, ReleaseManager, ReloadOutcome};
@@ -25,6 +26,7 @@ pub struct App {
     tokens: Tokens,
     users: Users,
     applications: Applications,
+    outbox: Outbox,
 }
 
 /// How the service is, as `/health` reports it.
@@ -70,6 +72,7 @@ impl App {
             config.language,
             config.utc_offset,
         );
+        let outbox = Outbox::new(store.clone());
         let tokens = Tokens::new(store.clone(), config.roles.clone());
         let users = Users::new(store.clone(), config.roles.clone());
         Self {
@@ -82,6 +85,7 @@ impl App {
             tokens,
             users,
             applications,
+            outbox,
         }
     }
 
@@ -112,6 +116,11 @@ impl App {
 
     pub fn applications(&self) -> &Applications {
         &self.applications
+    }
+
+    /// Deliveries of outbox events to connectors, as admins list and retry them.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub fn metrics(&self) -> &Metrics {

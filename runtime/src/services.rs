@@ -5,12 +5,14 @@
 //! - [`recorder`] — the decision and audit logs, and their retention;
 //! - [`tokens`] — API tokens;
 //! - [`users`] — users and their tokens;
-//! - [`applications`] — applications through their flows, numbers and events.
+//! - [`applications`] — applications through their flows, numbers and events;
+//! - [`dispatcher`] — delivery of outbox events to connectors, retries, dead letters, syncs.
 //!
 //! Services reach storage only through [`crate::store::Store`], and run its blocking work on
 //! the blocking pool; [`crate::app::App`] wires them together.
 
 pub mod applications;
+pub mod dispatcher;
 pub mod evaluator;
 pub mod recorder;
 pub mod releases;

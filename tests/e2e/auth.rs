@@ -161,6 +161,8 @@ async fn every_route_answers_every_caller_as_its_table_row_says() {
         ("PATCH", "/admin/users/{username}"),
         ("POST", "/admin/users/{username}/tokens"),
         ("GET", "/admin/users/{username}/tokens"),
+        ("GET", "/admin/outbox"),
+        ("POST", "/admin/outbox/{id}/retry"),
     ] {
         assert!(
             admin_only.contains(&(method.to_owned(), path)),

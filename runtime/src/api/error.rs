@@ -11,6 +11,7 @@ use crate::diagnostic::Diagnostic;
 use crate::permits::fields::FieldError;
 use crate::scripts::ScriptErrorKind;
 use crate::services::applications::ApplicationError;
+use crate::services::dispatcher::OutboxError;
 use crate::services::evaluator::EvalError;
 use crate::services::releases::{first_problem, ReleaseError, ReloadOutcome};
 use crate::services::users::UserError;
@@ -77,6 +78,9 @@ pub enum AppError {
     /// guard, step removed, impossible transition, bad value).
     #[error(transparent)]
     Application(ApplicationError),
+    /// An outbox request refused (unknown delivery, not a dead letter, bad filter).
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
     /// A fault of the server itself that no other family names.
     #[error("{0}")]
     Internal(String),
@@ -150,12 +154,19 @@ impl AppError {
             | Self::Release(ReleaseError::Store(s))
             | Self::Auth(AuthError::Store(s))
             | Self::User(UserError::Store(s) | UserError::Auth(AuthError::Store(s)))
+            | Self::Outbox(OutboxError::Store(s))
                 if s.is_unavailable() =>
             {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
+            Self::Outbox(OutboxError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Outbox(OutboxError::NotDead(_)) => (StatusCode::CONFLICT, "conflict"),
+            Self::Outbox(OutboxError::BadQuery(_)) => {
+                (StatusCode::BAD_REQUEST, "malformed_request")
+            }
             Self::Release(_)
             | Self::Store(_)
+            | Self::Outbox(OutboxError::Store(_))
             | Self::Auth(_)
             | Self::User(_)
             | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -137,6 +137,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(super::admin::routes());
     all.extend(super::users::routes());
     all.extend(super::applications::routes());
+    all.extend(super::outbox::routes());
     all
 }
 

@@ -48,6 +48,8 @@ pub enum AuditAction {
     UserCreated,
     UserUpdated,
     UserTokenCreated,
+    /// A dead letter of the outbox sent again.
+    RetryDelivery,
 }
 
 impl AuditAction {
@@ -61,6 +63,7 @@ impl AuditAction {
             AuditAction::UserCreated => "user_created",
             AuditAction::UserUpdated => "user_updated",
             AuditAction::UserTokenCreated => "user_token_created",
+            AuditAction::RetryDelivery => "retry_delivery",
         }
     }
 }

@@ -314,10 +314,6 @@ fn schedule(
     Ok(read)
 }
 
-/// Most pending deliveries of one connector looked at per round of the dispatcher: bounds a
-/// round's work when a connector has a large backlog.
-pub const MAX_QUEUE_SCAN: usize = 10_000;
-
 impl super::Store {
     /// The last outbox sequence scheduled for `connector`; `None` before its first scheduling.
     pub fn delivery_cursor(&self, connector: &str) -> Result<Option<u64>, StoreError> {
@@ -363,9 +359,13 @@ impl super::Store {
         })
     }
 
-    /// The pending deliveries of `connector` in outbox order (at most [`MAX_QUEUE_SCAN`]). An
-    /// unreadable one is skipped with a log line (it stays pending; an admin sees it listed).
-    pub fn pending_deliveries(&self, connector: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+    /// The oldest `max` pending deliveries of `connector`, in outbox order. An unreadable one
+    /// is skipped with a log line (it stays pending; an admin sees it listed).
+    pub fn pending_deliveries(
+        &self,
+        connector: &str,
+        max: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         guarded(|| {
             let db = self.shared.db()?;
             let txn = db.begin_read()?;
@@ -375,7 +375,7 @@ impl super::Store {
             let mut out = Vec::new();
             for entry in index
                 .range((connector, pending, 0)..=(connector, pending, u64::MAX))?
-                .take(MAX_QUEUE_SCAN)
+                .take(max)
             {
                 let (k, _) = entry?;
                 let id = k.value().2;
@@ -505,7 +505,7 @@ mod tests {
         // First sight: the cursor is put at the end; the old event is not scheduled.
         assert_eq!(schedule(&store, "echo", &["application.submitted"], 100), 0);
         assert_eq!(store.delivery_cursor("echo").unwrap(), Some(1));
-        assert!(store.pending_deliveries("echo").unwrap().is_empty());
+        assert!(store.pending_deliveries("echo", 100).unwrap().is_empty());
         let a = app_event(
             &store,
             &["application.submitted", "application.data_changed"],
@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(store.delivery_cursor("echo").unwrap(), Some(3));
         assert_eq!(schedule(&store, "echo", &["application.submitted"], 2), 1);
         assert_eq!(schedule(&store, "echo", &["application.submitted"], 2), 0);
-        let queue = store.pending_deliveries("echo").unwrap();
+        let queue = store.pending_deliveries("echo", 100).unwrap();
         let seen: Vec<(u64, &str, &str)> = queue
             .iter()
             .map(|d| (d.seq, d.application.as_str(), d.idempotency_key.as_str()))
@@ -530,7 +530,7 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), 64).unwrap();
         assert_eq!(schedule(&store, "echo", &["application.submitted"], 100), 0);
-        assert_eq!(store.pending_deliveries("echo").unwrap().len(), 2);
+        assert_eq!(store.pending_deliveries("echo", 100).unwrap().len(), 2);
         // Another connector has its own cursor.
         assert_eq!(
             schedule(&store, "oss-rba", &["application.submitted"], 100),
@@ -547,7 +547,7 @@ mod tests {
         app_event(&store, &["x", "x", "x"]);
         schedule(&store, "echo", &["x"], 10);
         let ids: Vec<u64> = store
-            .pending_deliveries("echo")
+            .pending_deliveries("echo", 100)
             .unwrap()
             .iter()
             .map(|d| d.id)
@@ -657,7 +657,7 @@ mod tests {
         assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 0));
         assert_eq!(d.last_error.as_deref(), Some("refused"));
         let pending: Vec<u64> = store
-            .pending_deliveries("echo")
+            .pending_deliveries("echo", 100)
             .unwrap()
             .iter()
             .map(|d| d.id)
