@@ -244,7 +244,7 @@ struct Flight {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
+    pub fn new(
         outbox: &Outbox,
         settings: config::Connectors,
         source: Arc<dyn Source>,
