@@ -244,11 +244,7 @@ struct Flight {
 }
 
 impl Dispatcher {
-    pub fn new(
-        outbox: &Outbox,
-        settings: config::Connectors,
-        source: Arc<dyn Source>,
-    ) -> Self {
+    pub fn new(outbox: &Outbox, settings: config::Connectors, source: Arc<dyn Source>) -> Self {
         Self {
             store: outbox.store.clone(),
             settings,
