@@ -428,6 +428,30 @@ impl super::Store {
     }
 }
 
+impl super::Store {
+    /// Applies one delivery change durably (sharing a commit with concurrent writes).
+    pub async fn write_delivery(&self, op: DeliveryOp) -> Result<DeliveryOutcome, StoreError> {
+        let rx = self.writer.submit(vec![super::Op::Delivery(op)])?;
+        outcome_of(rx.await.map_err(|_| StoreError::Closed)??)
+    }
+
+    /// Blocking variant of [`Self::write_delivery`] (tests, tools).
+    pub fn write_delivery_blocking(&self, op: DeliveryOp) -> Result<DeliveryOutcome, StoreError> {
+        let rx = self.writer.submit(vec![super::Op::Delivery(op)])?;
+        outcome_of(rx.blocking_recv().map_err(|_| StoreError::Closed)??)
+    }
+}
+
+fn outcome_of(outcomes: Vec<super::writer::Outcome>) -> Result<DeliveryOutcome, StoreError> {
+    match outcomes.into_iter().next() {
+        Some(super::writer::Outcome::Delivery(o)) => Ok(o),
+        _ => Err(StoreError::Corrupt {
+            table: "deliveries",
+            message: "the writer gave no outcome for a delivery write".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,29 +692,5 @@ mod tests {
             .unwrap()
             .items
             .is_empty());
-    }
-}
-
-impl super::Store {
-    /// Applies one delivery change durably (sharing a commit with concurrent writes).
-    pub async fn write_delivery(&self, op: DeliveryOp) -> Result<DeliveryOutcome, StoreError> {
-        let rx = self.writer.submit(vec![super::Op::Delivery(op)])?;
-        outcome_of(rx.await.map_err(|_| StoreError::Closed)??)
-    }
-
-    /// Blocking variant of [`Self::write_delivery`] (tests, tools).
-    pub fn write_delivery_blocking(&self, op: DeliveryOp) -> Result<DeliveryOutcome, StoreError> {
-        let rx = self.writer.submit(vec![super::Op::Delivery(op)])?;
-        outcome_of(rx.blocking_recv().map_err(|_| StoreError::Closed)??)
-    }
-}
-
-fn outcome_of(outcomes: Vec<super::writer::Outcome>) -> Result<DeliveryOutcome, StoreError> {
-    match outcomes.into_iter().next() {
-        Some(super::writer::Outcome::Delivery(o)) => Ok(o),
-        _ => Err(StoreError::Corrupt {
-            table: "deliveries",
-            message: "the writer gave no outcome for a delivery write".into(),
-        }),
     }
 }
