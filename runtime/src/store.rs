@@ -9,6 +9,7 @@ mod check;
 mod connector_kv;
 pub mod deliveries;
 mod files;
+mod plugins;
 pub mod records;
 mod retention;
 mod schema;
@@ -75,6 +76,15 @@ pub(crate) const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new(
 /// and a connector's pending deliveries in outbox order (the dispatcher's queue).
 pub(crate) const DELIVERIES_BY_STATE: TableDefinition<(&str, &str, u64), ()> =
     TableDefinition::new("deliveries_by_state");
+/// The connector files of each release that has connectors: `{"<name>/<file>": key in
+/// `plugin_files`}`. A release without connectors has no row.
+pub(crate) const RELEASE_PLUGINS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("release_plugins");
+/// Every connector file (manifest or component) once, its raw bytes by their SHA-256 (hex).
+pub(crate) const PLUGIN_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_files");
+/// Drafts connectors created: (connector, idempotency key) → application sequence.
+pub(crate) const CONNECTOR_DRAFTS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("connector_drafts");
 
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_ACTIVE: &str = "active_release";

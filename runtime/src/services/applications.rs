@@ -671,9 +671,9 @@ impl Applications {
         match self.store.write_application(write).await? {
             Ok(app) => Ok(app),
             Err(Refusal::NotFound(id)) => Err(ApplicationError::NotFound(id)),
-            Err(r @ Refusal::Conflict { .. }) => Err(ApplicationError::Conflict(format!(
-                "{r}: it changed since; read it again"
-            ))),
+            Err(r @ (Refusal::Conflict { .. } | Refusal::Exists { .. })) => Err(
+                ApplicationError::Conflict(format!("{r}: it changed since; read it again")),
+            ),
         }
     }
 

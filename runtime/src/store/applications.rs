@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{
-    decode, encode, guarded, StoreError, APPLICATIONS, APPLICATION_INDEX, COUNTERS, EVENTS,
-    MAX_PAGE_BYTES,
+    decode, encode, guarded, StoreError, APPLICATIONS, APPLICATION_INDEX, CONNECTOR_DRAFTS,
+    COUNTERS, EVENTS, MAX_PAGE_BYTES,
 };
 use crate::domain::application::{app_id, app_seq, Application};
 pub use crate::domain::numbering::NumberKind;
@@ -56,10 +56,14 @@ pub struct EventDraft {
 }
 
 /// What a change expects to find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
     /// A new application: the store gives it the next id.
     New,
+    /// A new application created by `connector` under its idempotency `key`, unless one was
+    /// created under that key before (then nothing is written: [`Refusal::Exists`]). The key is
+    /// recorded in `connector_drafts` in the same transaction as the application.
+    Once { connector: String, key: String },
     /// The application with this id at exactly this version.
     Version { seq: u64, version: u64 },
 }
@@ -84,6 +88,13 @@ pub enum Refusal {
         id: String,
         expected: u64,
         current: u64,
+    },
+    /// An [`Expect::Once`] whose key was used before: the application it created.
+    #[error("connector `{connector}` created application `{id}` with key `{key}` already")]
+    Exists {
+        connector: String,
+        key: String,
+        id: String,
     },
 }
 
@@ -157,9 +168,20 @@ pub(super) fn apply(
 ) -> Result<WriteOutcome, StoreError> {
     let mut apps = txn.open_table(APPLICATIONS)?;
     // Checks.
-    let (seq, old) = match w.expect {
+    let (seq, old) = match &w.expect {
         Expect::New => (apps.last()?.map_or(1, |(k, _)| k.value() + 1), None),
-        Expect::Version { seq, version } => {
+        Expect::Once { connector, key } => {
+            let drafts = txn.open_table(CONNECTOR_DRAFTS)?;
+            if let Some(seq) = drafts.get((connector.as_str(), key.as_str()))? {
+                return Ok(Err(Refusal::Exists {
+                    connector: connector.clone(),
+                    key: key.clone(),
+                    id: app_id(seq.value()),
+                }));
+            }
+            (apps.last()?.map_or(1, |(k, _)| k.value() + 1), None)
+        }
+        &Expect::Version { seq, version } => {
             let Some(bytes) = apps.get(seq)? else {
                 return Ok(Err(Refusal::NotFound(app_id(seq))));
             };
@@ -177,6 +199,10 @@ pub(super) fn apply(
     // Writes.
     let mut record = w.record.clone();
     record.id = app_id(seq);
+    if let Expect::Once { connector, key } = &w.expect {
+        txn.open_table(CONNECTOR_DRAFTS)?
+            .insert((connector.as_str(), key.as_str()), seq)?;
+    }
     {
         let mut counters = txn.open_table(COUNTERS)?;
         for n in &w.numbers {
@@ -305,6 +331,21 @@ impl super::Store {
             let apps = txn.open_table(APPLICATIONS)?;
             let value = apps.get(seq)?;
             value.map(|v| decode("applications", v.value())).transpose()
+        })
+    }
+
+    /// The id of the application `connector` created under its idempotency `key`, if any.
+    pub fn connector_draft(
+        &self,
+        connector: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        guarded(|| {
+            let db = self.shared.db()?;
+            let txn = db.begin_read()?;
+            let drafts = txn.open_table(CONNECTOR_DRAFTS)?;
+            let seq = drafts.get((connector, key))?.map(|v| v.value());
+            Ok(seq.map(app_id))
         })
     }
 
@@ -599,6 +640,79 @@ mod tests {
 
     fn written(store: &Store, w: ApplicationWrite) -> Application {
         store.write_application_blocking(w).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_connector_s_draft_key_creates_one_application_even_within_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let once = |connector: &str, key: &str, name: &str| {
+            let mut draft = app("pbg", name, "2026-03-02");
+            draft.status = Status::Draft;
+            draft.step = None;
+            ApplicationWrite {
+                expect: Expect::Once {
+                    connector: connector.into(),
+                    key: key.into(),
+                },
+                record: draft,
+                numbers: vec![],
+                events: vec![],
+            }
+        };
+        // The same key twice in one commit: the second sees the first's key in the transaction.
+        let rx = store
+            .writer
+            .submit(vec![
+                Op::Application(Box::new(once("oss-rba", "I-1", "Ani"))),
+                Op::Application(Box::new(once("oss-rba", "I-1", "Ani lagi"))),
+                Op::Application(Box::new(once("simbg", "I-1", "Budi"))),
+            ])
+            .unwrap();
+        let outcomes: Vec<WriteOutcome> = rx
+            .blocking_recv()
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Application(o) => *o,
+                Outcome::Seq(_) => panic!("not an application outcome"),
+            })
+            .collect();
+        assert_eq!(outcomes[0].as_ref().unwrap().id, "APP-1");
+        assert_eq!(
+            outcomes[1],
+            Err(Refusal::Exists {
+                connector: "oss-rba".into(),
+                key: "I-1".into(),
+                id: "APP-1".into()
+            })
+        );
+        // Keys are per connector.
+        assert_eq!(outcomes[2].as_ref().unwrap().id, "APP-2");
+        store.close();
+        drop(store);
+        let store = Store::open(dir.path(), 64).unwrap();
+        assert_eq!(
+            store
+                .write_application_blocking(once("oss-rba", "I-1", "x"))
+                .unwrap(),
+            Err(Refusal::Exists {
+                connector: "oss-rba".into(),
+                key: "I-1".into(),
+                id: "APP-1".into()
+            })
+        );
+        assert_eq!(
+            store.connector_draft("oss-rba", "I-1").unwrap().as_deref(),
+            Some("APP-1")
+        );
+        assert_eq!(store.connector_draft("oss-rba", "I-2").unwrap(), None);
+        assert_eq!(
+            store.application("APP-1").unwrap().unwrap().applicant.name,
+            "Ani"
+        );
+        assert!(store.application("APP-3").unwrap().is_none());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     catch_unwind, files, panic_message, StoreError, ACTIVATIONS, APPLICATIONS, AUDIT, DB_FILE,
-    DECISIONS, DELIVERIES, EVENTS, META, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS,
-    USERS,
+    DECISIONS, DELIVERIES, EVENTS, META, PLUGIN_FILES, RELEASES, RELEASE_PLUGINS, RELEASE_SOURCES,
+    RELOADS, SOURCE_FILES, TOKENS, USERS,
 };
 
 /// What the check found.
@@ -78,6 +78,7 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         ("releases", RELEASES),
         ("release_sources", RELEASE_SOURCES),
         ("source_files", SOURCE_FILES),
+        ("release_plugins", RELEASE_PLUGINS),
         ("tokens", TOKENS),
         ("users", USERS),
     ] {
@@ -96,6 +97,23 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
                     .push(format!("{name} `{}`: {e}", k.value()));
             }
         }
+    }
+    // Connector files are raw bytes: each must still match the hash it is stored under.
+    match txn.open_table(PLUGIN_FILES) {
+        Ok(t) => {
+            report.tables.push(("plugin_files", t.len()?));
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                if super::plugins::plugin_key(v.value()) != k.value() {
+                    report.unreadable.push(format!(
+                        "plugin_files `{}`: the bytes do not match their hash",
+                        k.value()
+                    ));
+                }
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     let seq_tables: [(&'static str, TableDefinition<u64, &[u8]>); 7] = [
         ("activations", ACTIVATIONS),

@@ -155,6 +155,7 @@ fn prune_releases(txn: &WriteTransaction, keep: usize, batch: usize) -> Result<u
     if !doomed.is_empty() {
         drop(sources);
         remove_unused_files(txn)?;
+        super::plugins::remove_plugins(txn, &doomed)?;
     }
     Ok(doomed.len() as u64)
 }

@@ -7,10 +7,10 @@
 use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::{
-    decode, encode, StoreError, ACTIVATIONS, APPLICATIONS, APPLICATION_INDEX, AUDIT, CONNECTOR_KV,
-    COUNTERS, DECISIONS, DECISIONS_BY_PERMIT, DELIVERIES, DELIVERIES_BY_STATE, DELIVERY_CURSORS,
-    EVENTS, META, META_DECISION_BYTES, META_SCHEMA, RELEASES, RELEASE_SOURCES, RELOADS,
-    SOURCE_FILES, TOKENS, USERS,
+    decode, encode, StoreError, ACTIVATIONS, APPLICATIONS, APPLICATION_INDEX, AUDIT,
+    CONNECTOR_DRAFTS, CONNECTOR_KV, COUNTERS, DECISIONS, DECISIONS_BY_PERMIT, DELIVERIES,
+    DELIVERIES_BY_STATE, DELIVERY_CURSORS, EVENTS, META, META_DECISION_BYTES, META_SCHEMA,
+    PLUGIN_FILES, RELEASES, RELEASE_PLUGINS, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS, USERS,
 };
 
 /// Version of the table layout this binary writes and reads.
@@ -137,6 +137,9 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DELIVERY_CURSORS)?;
     txn.open_table(DELIVERIES)?;
     txn.open_table(DELIVERIES_BY_STATE)?;
+    txn.open_table(RELEASE_PLUGINS)?;
+    txn.open_table(PLUGIN_FILES)?;
+    txn.open_table(CONNECTOR_DRAFTS)?;
     let decisions = txn.open_table(DECISIONS)?;
     let mut meta = txn.open_table(META)?;
     if meta.get(META_DECISION_BYTES)?.is_none() {

@@ -29,6 +29,12 @@ pub enum Op {
         record: ReleaseRecord,
         sources: BTreeMap<String, String>,
     },
+    /// Store the connector files of a release (`{"<name>/<file>": bytes}`), in the same list
+    /// as its `Release`.
+    ReleasePlugins {
+        release: String,
+        files: BTreeMap<String, Vec<u8>>,
+    },
     /// Make a stored release the active one and log the activation.
     Activate(ActivationRecord),
     Reload(ReloadRecord),
@@ -318,6 +324,10 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
             txn.open_table(RELEASES)?
                 .insert(record.id.as_str(), encode(record)?.as_slice())?;
             super::put_sources(txn, &record.id, sources)?;
+            None
+        }
+        Op::ReleasePlugins { release, files } => {
+            super::plugins::put_plugins(txn, release, files)?;
             None
         }
         Op::Activate(activation) => {
