@@ -3,6 +3,7 @@
 
 mod admin;
 mod applications;
+mod connectors;
 mod error;
 mod extract;
 mod openapi;

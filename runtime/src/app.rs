@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::release::ConnectorSetup;
 use crate::services::applications::Applications;
+use crate::services::connectors::Connectors;
 use crate::services::dispatcher::Outbox;
 use crate::services::evaluator::Evaluator;
 use crate::services::recorder::Recorder;
@@ -14,6 +16,9 @@ use crate::services::releases::{Active, ReleaseError, ReleaseManager, ReloadOutc
 use crate::services::tokens::Tokens;
 use crate::services::users::Users;
 use crate::store::Store;
+
+/// Compiled connector components are cached here, inside the data folder.
+pub const CONNECTOR_CACHE_DIR: &str = "connector-cache";
 
 /// The running service.
 pub struct App {
@@ -27,6 +32,7 @@ pub struct App {
     users: Users,
     applications: Applications,
     outbox: Outbox,
+    connectors: Connectors,
 }
 
 /// How the service is, as `/health` reports it.
@@ -50,8 +56,14 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let active = Active::default();
         let recorder = Arc::new(Recorder::new(store.clone(), config.retention.clone()));
+        let connector_setup = ConnectorSetup::new(
+            Some(config.data_dir.join(CONNECTOR_CACHE_DIR)),
+            config.connectors.config.clone(),
+        );
         let releases = ReleaseManager::new(
             config.rules_dir.clone(),
+            config.plugins_dir.clone(),
+            connector_setup,
             config.limits.clone(),
             config.roles.clone(),
             store.clone(),
@@ -61,6 +73,13 @@ impl App {
         let applications = Applications::new(
             active.clone(),
             store.clone(),
+            config.language,
+            config.utc_offset,
+        );
+        let connectors = Connectors::new(
+            active.clone(),
+            store.clone(),
+            config.data_dir.clone(),
             config.language,
             config.utc_offset,
         );
@@ -86,6 +105,7 @@ impl App {
             users,
             applications,
             outbox,
+            connectors,
         }
     }
 
@@ -121,6 +141,10 @@ impl App {
     /// Deliveries of outbox events to connectors, as admins list and retry them.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    pub fn connectors(&self) -> &Connectors {
+        &self.connectors
     }
 
     pub fn metrics(&self) -> &Metrics {

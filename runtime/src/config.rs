@@ -35,6 +35,9 @@ pub const DEFAULT_ROLES: &[&str] = &[
 pub const DEFAULT_CONFIG_FILE: &str = "pintu.toml";
 /// Rules folder served when neither the flag nor `pintu.toml` names one.
 pub const DEFAULT_RULES_DIR: &str = "rules";
+/// Connectors folder (`<name>/connector.toml` and its component) served with the rules when
+/// neither the flag nor `pintu.toml` names one; a missing folder means no connectors.
+pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 /// Data folder (holds `pintu.redb` and `admin.token`) when none is given.
 pub const DEFAULT_DATA_DIR: &str = "data";
 /// Loopback only by default: exposing the API is a deliberate act.
@@ -472,6 +475,8 @@ pub struct FileConfig {
     /// what `today()` means to rule scripts.
     pub utc_offset: Option<String>,
     pub rules: Option<PathBuf>,
+    /// The connectors folder ([`DEFAULT_PLUGINS_DIR`] when absent).
+    pub plugins: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
     /// `"id"` (default) or `"en"`: see [`Language`].
@@ -488,6 +493,8 @@ pub struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub rules_dir: PathBuf,
+    /// The connectors released with the rules (`--plugins`, `plugins` in `pintu.toml`).
+    pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
     pub limits: Limits,
@@ -557,6 +564,9 @@ impl Config {
             rules_dir: rules
                 .or(file_config.rules)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR)),
+            plugins_dir: file_config
+                .plugins
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
             data_dir: data
                 .or(file_config.data)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -623,6 +633,7 @@ mod tests {
         assert_eq!(cfg.connectors, Connectors::default());
         assert_eq!(cfg.language, Language::default());
         assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(cfg.plugins_dir, PathBuf::from(DEFAULT_PLUGINS_DIR));
         assert_eq!(cfg.roles, crate::auth::Roles::default());
     }
 

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use pintu::auth::users::NewUser;
-use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR};
-use pintu::release::{self, SourceTree};
+use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR, DEFAULT_PLUGINS_DIR};
+use pintu::release::{self, ConnectorSetup, PluginFiles, SourceTree};
 use pintu::services::recorder::{audit_op, Actor, AuditAction};
 use pintu::services::users;
 
@@ -35,6 +35,10 @@ enum Command {
         /// Rules folder [default: ./rules]
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Connectors folder, released with the rules; a missing folder means no connectors
+        /// [default: ./plugins]
+        #[arg(long)]
+        plugins: Option<PathBuf>,
         /// Data folder [default: ./data]
         #[arg(long)]
         data: Option<PathBuf>,
@@ -47,6 +51,10 @@ enum Command {
         /// Rules folder to check.
         #[arg(default_value = "rules")]
         dir: PathBuf,
+        /// Connectors folder checked with the rules (each loaded and type-checked); a missing
+        /// folder means no connectors [default: the config's `plugins`, else ./plugins]
+        #[arg(long)]
+        plugins: Option<PathBuf>,
         /// Optional pintu.toml whose limits apply.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -154,15 +162,25 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             rules,
+            plugins,
             data,
             bind,
         } => {
             let config = config_or_default(config);
             Config::resolve(config.as_deref(), rules, data, bind)
                 .context("configuration")
-                .and_then(serve)
+                .and_then(|mut config| {
+                    if let Some(plugins) = plugins {
+                        config.plugins_dir = plugins;
+                    }
+                    serve(config)
+                })
         }
-        Command::Check { dir, config } => check(&dir, config),
+        Command::Check {
+            dir,
+            plugins,
+            config,
+        } => check(&dir, plugins, config),
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -233,7 +251,11 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
-        tracing::info!("rules folder {}", config.rules_dir.display());
+        tracing::info!(
+            "rules folder {}, plugins folder {}",
+            config.rules_dir.display(),
+            config.plugins_dir.display()
+        );
         let app = Arc::new(pintu::app::App::new(config, store));
         app.start().await?;
         let _retention = app.spawn_retention();
@@ -246,15 +268,33 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
     served
 }
 
-fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let (limits, roles) = match config {
+fn check(
+    dir: &std::path::Path,
+    plugins: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let (limits, roles, plugins_dir, overrides) = match config {
         Some(path) => {
             let config = Config::resolve(Some(&path), None, None, None)?;
-            (config.limits, config.roles)
+            (
+                config.limits,
+                config.roles,
+                config.plugins_dir,
+                config.connectors.config,
+            )
         }
-        None => (Limits::default(), pintu::auth::Roles::default()),
+        None => (
+            Limits::default(),
+            pintu::auth::Roles::default(),
+            PathBuf::from(DEFAULT_PLUGINS_DIR),
+            Default::default(),
+        ),
     };
-    let tree = match SourceTree::read_dir(dir, &limits) {
+    let plugins_dir = plugins.unwrap_or(plugins_dir);
+    let read = SourceTree::read_dir(dir, &limits).and_then(|tree| {
+        PluginFiles::read_dir(&plugins_dir).map(|plugins| tree.with_plugins(plugins))
+    });
+    let tree = match read {
         Ok(t) => t,
         Err(diags) => {
             for d in &diags {
@@ -264,7 +304,9 @@ fn check(dir: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<ExitC
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = match release::build_for(tree, &limits, &roles, None) {
+    // No compiled-code cache: checking writes nothing.
+    let setup = ConnectorSetup::new(None, overrides);
+    let report = match release::build_with(tree, &limits, &roles, None, &setup) {
         Ok(r) => r.report,
         Err(report) => report,
     };

@@ -3,6 +3,7 @@
 
 mod calendar;
 mod imports;
+pub mod plugins;
 pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,10 +17,12 @@ use imports::Imports;
 
 use crate::auth::Roles;
 use crate::config::Limits;
+use crate::connectors::{Connector, ConnectorHost};
 use crate::diagnostic::Diagnostic;
 use crate::domain::calendar::Calendar;
 use crate::permits::{fixtures, Permit, PermitFiles};
 use crate::scripts::ScriptHost;
+pub use plugins::PluginFiles;
 pub use source::SourceTree;
 
 /// Folder of shared Rhai modules inside the rules tree.
@@ -34,12 +37,17 @@ pub struct Release {
     pub host: ScriptHost,
     /// Shared with the releases that reuse a permit unchanged (see [`build_on`]).
     pub permits: BTreeMap<String, Arc<Permit>>,
+    /// Loaded and type-checked connectors by name; shared (the `Connector` is a handle) with
+    /// the releases that reuse them unchanged.
+    pub connectors: BTreeMap<String, Connector>,
     pub report: BuildReport,
     /// The limits it was built and tested under; a permit is reused only under the same ones.
     limits: Limits,
     /// The office roles its flows were checked against; likewise.
     roles: Roles,
     calendar: Calendar,
+    /// The office's `[config]` overrides the connectors were loaded with; likewise.
+    connector_overrides: BTreeMap<String, toml::Table>,
 }
 
 impl Release {
@@ -68,6 +76,11 @@ pub struct BuildReport {
     /// Worth fixing but not a reason to reject (a permit type without fixtures).
     pub warnings: Vec<Diagnostic>,
     pub duration: Duration,
+    /// Connectors of the release, loaded now or reused.
+    pub connectors: usize,
+    /// Of `connectors`, those taken from the active release: same manifest, component and
+    /// office overrides, so not compiled or checked again.
+    pub connectors_reused: usize,
 }
 
 impl Serialize for BuildReport {
@@ -86,6 +99,8 @@ impl Serialize for BuildReport {
             /// Milliseconds; kept under its first name, which did not say the unit.
             duration: u64,
             duration_ms: u64,
+            connectors: usize,
+            connectors_reused: usize,
         }
         let ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
         Shown {
@@ -100,6 +115,8 @@ impl Serialize for BuildReport {
             warnings: &self.warnings,
             duration: ms,
             duration_ms: ms,
+            connectors: self.connectors,
+            connectors_reused: self.connectors_reused,
         }
         .serialize(s)
     }
@@ -121,8 +138,13 @@ impl BuildReport {
                 self.permits_rebuilt, self.permits_reused, self.fixtures_reused
             )
         };
+        let connectors = match (self.connectors, self.connectors_reused) {
+            (0, _) => String::new(),
+            (n, 0) => format!(", {n} connectors"),
+            (n, r) => format!(", {n} connectors ({r} reused)"),
+        };
         format!(
-            "release {}: {} permit types, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms{reuse})",
+            "release {}: {} permit types{connectors}, {} fixtures passed, {} failed, {} problems, {} warnings ({} ms{reuse})",
             self.release,
             self.permits,
             self.fixtures_passed,
@@ -138,6 +160,39 @@ impl BuildReport {
 /// fixture.
 pub fn build(tree: SourceTree, limits: &Limits) -> Result<Release, BuildReport> {
     build_on(tree, limits, None)
+}
+
+/// What loading a release's connectors needs: the process's connector host, started on first
+/// use (an office without connectors never starts an engine), and the office's
+/// `[connectors.config.<name>]` overrides.
+#[derive(Clone, Default)]
+pub struct ConnectorSetup {
+    cache_dir: Option<std::path::PathBuf>,
+    host: Arc<std::sync::OnceLock<Result<Arc<ConnectorHost>, String>>>,
+    pub overrides: BTreeMap<String, toml::Table>,
+}
+
+impl ConnectorSetup {
+    /// `cache_dir`: where compiled components are kept (`DATA/connector-cache`).
+    pub fn new(
+        cache_dir: Option<std::path::PathBuf>,
+        overrides: BTreeMap<String, toml::Table>,
+    ) -> Self {
+        Self {
+            cache_dir,
+            host: Arc::default(),
+            overrides,
+        }
+    }
+
+    /// The connector host, started now if it was not yet.
+    pub fn host(&self) -> Result<Arc<ConnectorHost>, String> {
+        self.host
+            .get_or_init(|| {
+                ConnectorHost::new(self.cache_dir.clone()).map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+    }
 }
 
 /// [`build_for`] an office with the default roles.
@@ -169,7 +224,23 @@ pub fn build_for(
     roles: &Roles,
     base: Option<&Release>,
 ) -> Result<Release, BuildReport> {
+    build_with(tree, limits, roles, base, &ConnectorSetup::default())
+}
+
+/// [`build_for`] with connectors: every connector of the tree is loaded by `setup`'s host
+/// (manifest, sha256, compilation, WIT type-check, `describe`), except those unchanged since
+/// `base` (same files, same overrides), which are taken from it. A connector that fails to load
+/// rejects the candidate with its located diagnostics, like a failing fixture.
+pub fn build_with(
+    tree: SourceTree,
+    limits: &Limits,
+    roles: &Roles,
+    base: Option<&Release>,
+    setup: &ConnectorSetup,
+) -> Result<Release, BuildReport> {
     let started = Instant::now();
+    let (connectors, mut connector_problems, connectors_reused) =
+        load_connectors(&tree, base, setup);
     let mut report = BuildReport {
         release: tree.id().to_owned(),
         ..BuildReport::default()
@@ -270,6 +341,9 @@ pub fn build_for(
             "the rules folder defines no permit type",
         ));
     }
+    report.diagnostics.append(&mut connector_problems);
+    report.connectors = connectors.len();
+    report.connectors_reused = connectors_reused;
     report.duration = started.elapsed();
     if !report.ok() {
         return Err(report);
@@ -279,11 +353,65 @@ pub fn build_for(
         sources: tree,
         host,
         permits,
+        connectors,
         report,
         limits: limits.clone(),
         roles: roles.clone(),
         calendar,
+        connector_overrides: setup.overrides.clone(),
     })
+}
+
+/// Loads every connector of `tree` (folders in parallel), taking from `base` those whose files
+/// and overrides are unchanged; returns them, the problems of those that failed (in folder
+/// order) and how many were reused.
+fn load_connectors(
+    tree: &SourceTree,
+    base: Option<&Release>,
+    setup: &ConnectorSetup,
+) -> (BTreeMap<String, Connector>, Vec<Diagnostic>, usize) {
+    let wanted = tree.plugins().connectors();
+    if wanted.is_empty() {
+        return (BTreeMap::new(), Vec::new(), 0);
+    }
+    let reusable = |name: &str, files: &BTreeMap<String, Vec<u8>>| {
+        let base = base?;
+        let same = base.sources.plugins().connectors().get(name) == Some(files)
+            && base.connector_overrides.get(name) == setup.overrides.get(name);
+        same.then(|| base.connectors.get(name).cloned()).flatten()
+    };
+    let entries: Vec<(&String, &BTreeMap<String, Vec<u8>>)> = wanted.iter().collect();
+    let outcomes: Vec<(String, Result<(Connector, bool), Vec<Diagnostic>>)> = entries
+        .par_iter()
+        .map(|(name, files)| {
+            let outcome = match reusable(name, files) {
+                Some(c) => Ok((c, true)),
+                None => match setup.host() {
+                    Ok(host) => host
+                        .load(name, files, setup.overrides.get(name.as_str()))
+                        .map(|c| (c, false)),
+                    Err(e) => Err(vec![Diagnostic::file(
+                        format!("plugins/{name}/{}", plugins::MANIFEST),
+                        format!("connectors cannot be loaded on this machine: {e}"),
+                    )]),
+                },
+            };
+            ((*name).clone(), outcome)
+        })
+        .collect();
+    let mut loaded = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut reused = 0;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok((connector, was_reused)) => {
+                reused += usize::from(was_reused);
+                loaded.insert(name, connector);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    (loaded, problems, reused)
 }
 
 /// Module name → (file, source) of `lib/`.

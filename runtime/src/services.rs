@@ -6,12 +6,15 @@
 //! - [`tokens`] — API tokens;
 //! - [`users`] — users and their tokens;
 //! - [`applications`] — applications through their flows, numbers and events;
-//! - [`dispatcher`] — delivery of outbox events to connectors, retries, dead letters, syncs.
+//! - [`dispatcher`] — delivery of outbox events to connectors, retries, dead letters, syncs;
+//! - [`connectors`] — inbound calls to the active release's connectors, the actions they ask
+//!   for, the admin's list and dry runs.
 //!
 //! Services reach storage only through [`crate::store::Store`], and run its blocking work on
 //! the blocking pool; [`crate::app::App`] wires them together.
 
 pub mod applications;
+pub mod connectors;
 pub mod dispatcher;
 pub mod evaluator;
 pub mod recorder;

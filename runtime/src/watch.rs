@@ -1,4 +1,5 @@
-//! Watches the rules folder and turns file changes into candidate releases.
+//! Watches the rules folder (and the plugins folder) and turns file changes into candidate
+//! releases.
 //!
 //! Events are debounced (editors write a temp file and rename it over the original, `git pull`
 //! touches many files), then one whole-tree candidate is built for the burst. Only events that
@@ -46,9 +47,34 @@ fn is_content_change(event: &notify::Event) -> bool {
     }
 }
 
+/// Whether a change at `rel` (relative to the plugins folder) can change a release: a
+/// connector's manifest or a component (`.wasm`), never build output under `target/` nor a
+/// guest's sources.
+fn is_plugin_change(rel: &Path) -> bool {
+    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    if first == "target" || is_ignored(&first) {
+        return false;
+    }
+    let rest: Vec<_> = parts.collect();
+    if rest.iter().any(|p| p == "target" || is_ignored(p)) {
+        return false;
+    }
+    match rest.last() {
+        // A connector's folder itself (created, removed or renamed); names are `[a-z0-9-]+`,
+        // so `README.md` or `Cargo.lock` beside them is not one.
+        None => !first.contains('.'),
+        Some(name) => name == crate::release::plugins::MANIFEST || name.ends_with(".wasm"),
+    }
+}
+
 pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let rules_dir = app.config().rules_dir.clone();
+    let plugins_dir = app.config().plugins_dir.clone();
+    let plugins_root = std::fs::canonicalize(&plugins_dir).unwrap_or_else(|_| plugins_dir.clone());
     let counter = app.clone();
     let mut debouncer = new_debouncer(
         app.config().limits.reload_debounce(),
@@ -60,9 +86,11 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
                 counter.metrics().rules_events(false, ignored.len());
                 counter.metrics().rules_events(true, changes.len());
                 let relevant = changes.iter().any(|e| {
-                    e.paths.iter().any(|p| {
-                        !p.file_name()
-                            .is_some_and(|n| is_ignored(&n.to_string_lossy()))
+                    e.paths.iter().any(|p| match p.strip_prefix(&plugins_root) {
+                        Ok(rel) => is_plugin_change(rel),
+                        Err(_) => !p
+                            .file_name()
+                            .is_some_and(|n| is_ignored(&n.to_string_lossy())),
                     })
                 });
                 if relevant {
@@ -78,6 +106,16 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     )?;
     debouncer.watch(Path::new(&rules_dir), RecursiveMode::Recursive)?;
     tracing::info!("watching {} for changes", rules_dir.display());
+    // A plugins folder made after the start is read by the next reload, not watched.
+    if plugins_dir.is_dir() {
+        match debouncer.watch(&plugins_dir, RecursiveMode::Recursive) {
+            Ok(()) => tracing::info!("watching {} for connector changes", plugins_dir.display()),
+            Err(e) => tracing::warn!(
+                "cannot watch {}: {e}; reload connectors with POST /admin/reload",
+                plugins_dir.display()
+            ),
+        }
+    }
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
             // A burst of events needs one build of the final state.
@@ -109,6 +147,23 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn only_manifests_and_components_of_plugins_matter() {
+        for (path, matters) in [
+            ("echo/connector.toml", true),
+            ("echo/echo.wasm", true),
+            ("echo", true),
+            ("echo/src/lib.rs", false),
+            ("echo/Cargo.toml", false),
+            ("target/wasm32-unknown-unknown/release/echo.wasm", false),
+            ("echo/target/echo.wasm", false),
+            ("echo/.connector.toml.swp", false),
+            ("README.md", false),
+        ] {
+            assert_eq!(is_plugin_change(Path::new(path)), matters, "{path}");
+        }
+    }
 
     #[test]
     fn opens_and_reads_are_not_changes() {

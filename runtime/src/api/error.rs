@@ -11,6 +11,7 @@ use crate::diagnostic::Diagnostic;
 use crate::permits::fields::FieldError;
 use crate::scripts::ScriptErrorKind;
 use crate::services::applications::ApplicationError;
+use crate::services::connectors::ConnectorError;
 use crate::services::dispatcher::OutboxError;
 use crate::services::evaluator::EvalError;
 use crate::services::releases::{first_problem, ReleaseError, ReloadOutcome};
@@ -81,6 +82,10 @@ pub enum AppError {
     /// An outbox request refused (unknown delivery, not a dead letter, bad filter).
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// A connector request that failed in the connector or its actions (unknown connector,
+    /// failed call, invalid action, invalid invocation).
+    #[error(transparent)]
+    Connector(ConnectorError),
     /// A fault of the server itself that no other family names.
     #[error("{0}")]
     Internal(String),
@@ -101,6 +106,16 @@ impl From<ApplicationError> for AppError {
             ApplicationError::Eval(e) => Self::Eval(e),
             ApplicationError::Store(e) => Self::Store(e),
             other => Self::Application(other),
+        }
+    }
+}
+
+impl From<ConnectorError> for AppError {
+    fn from(e: ConnectorError) -> Self {
+        match e {
+            ConnectorError::Eval(e) => Self::Eval(e),
+            ConnectorError::Application(e) => Self::from(e),
+            other => Self::Connector(other),
         }
     }
 }
@@ -170,6 +185,26 @@ impl AppError {
             | Self::Auth(_)
             | Self::User(_)
             | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Connector(e) => match e {
+                ConnectorError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_connector"),
+                // The connector is an upstream of this request: its failure is a bad gateway.
+                ConnectorError::Call(_) | ConnectorError::BadResponse { .. } => {
+                    (StatusCode::BAD_GATEWAY, "connector_failed")
+                }
+                ConnectorError::InvalidAction { .. } => {
+                    (StatusCode::BAD_GATEWAY, "connector_action_invalid")
+                }
+                ConnectorError::BadInvocation(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+                }
+                // Converted to their own variants by `From`; kept total here.
+                ConnectorError::Eval(EvalError::NoRelease) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no_release")
+                }
+                ConnectorError::Crashed(..)
+                | ConnectorError::Eval(_)
+                | ConnectorError::Application(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             Self::Application(e) => match e {
                 ApplicationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 ApplicationError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

@@ -75,7 +75,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn bytes_rejection(r: BytesRejection, limit: usize) -> AppError {
+pub(super) fn bytes_rejection(r: BytesRejection, limit: usize) -> AppError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return AppError::BodyTooLarge(limit);
     }

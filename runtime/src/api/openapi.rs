@@ -28,7 +28,7 @@ use super::routes::{routes, Access, Route};
 pub const BEARER: &str = "bearer";
 
 /// The tags of the document, in the order a reader meets them.
-const TAGS: [(&str, &str); 4] = [
+const TAGS: [(&str, &str); 5] = [
     (
         "rules",
         "Permit types and their rules: health, metrics, validation and levy",
@@ -38,6 +38,10 @@ const TAGS: [(&str, &str); 4] = [
         "Applications carried through the configured flows",
     ),
     ("users", "Users of the office and their tokens"),
+    (
+        "connectors",
+        "Connectors to outside systems: their inbound requests, list and dry runs",
+    ),
     (
         "admin",
         "Releases, reloads, decisions, audit, tokens and events",
@@ -68,6 +72,11 @@ pub(super) async fn openapi() -> Result<Response, AppError> {
             "cannot serialise the OpenAPI document: {e}"
         ))),
     }
+}
+
+/// The OpenAPI form of a route's path: axum's catch-all `{*rest}` is the parameter `{rest}`.
+pub(super) fn openapi_path(path: &str) -> String {
+    path.replace("{*", "{")
 }
 
 /// The OpenAPI document of every row of the route table that carries its operation.
@@ -320,6 +329,10 @@ pub(super) struct BuildReport {
     /// Milliseconds (the older name of `duration_ms`).
     duration: u64,
     duration_ms: u64,
+    /// Connectors of the release (loaded now or reused).
+    connectors: usize,
+    /// Of `connectors`, those reused unchanged from the active release.
+    connectors_reused: usize,
 }
 
 #[cfg(test)]
@@ -332,10 +345,10 @@ mod tests {
     }
 
     /// Every `(method, path)` of the route table, lowercase method as OpenAPI writes it.
-    fn table() -> Vec<(String, &'static str)> {
+    fn table() -> Vec<(String, String)> {
         routes()
             .iter()
-            .map(|r| (r.method.as_str().to_ascii_lowercase(), r.path))
+            .map(|r| (r.method.as_str().to_ascii_lowercase(), openapi_path(r.path)))
             .collect()
     }
 
@@ -344,7 +357,7 @@ mod tests {
         let doc = json();
         let missing: Vec<String> = table()
             .into_iter()
-            .filter(|(method, path)| doc["paths"][path][method].is_null())
+            .filter(|(method, path)| doc["paths"][path.as_str()][method].is_null())
             .map(|(method, path)| format!("{} {path}", method.to_ascii_uppercase()))
             .collect();
         assert!(
@@ -407,7 +420,8 @@ mod tests {
         let doc = json();
         for route in routes() {
             let method = route.method.as_str().to_ascii_lowercase();
-            let op = &doc["paths"][route.path][&method];
+            let path = openapi_path(route.path);
+            let op = &doc["paths"][path.as_str()][&method];
             if op.is_null() {
                 continue; // named by `every_route_of_the_table_is_in_the_document`
             }
@@ -451,8 +465,7 @@ mod tests {
                 }
             }
             // Every `{param}` of the path is a declared path parameter.
-            for param in route
-                .path
+            for param in path
                 .split('/')
                 .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             {

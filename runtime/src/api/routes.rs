@@ -138,6 +138,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(super::users::routes());
     all.extend(super::applications::routes());
     all.extend(super::outbox::routes());
+    all.extend(super::connectors::routes());
     all
 }
 

@@ -81,7 +81,8 @@ pub struct Applicant {
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     pub by: String,
-    /// `created`, `submitted`, `advanced`, `returned`, `rejected`, `completed`, `data_changed`.
+    /// `created`, `submitted`, `advanced`, `returned`, `rejected`, `completed`, `data_changed`;
+    /// by a connector also `external_changed` and `note`.
     pub action: String,
     /// The step before the change (`null` when it was not in the flow).
     pub from: Option<String>,
@@ -158,6 +159,10 @@ pub mod event {
     pub const DATA_CHANGED: &str = "application.data_changed";
     pub const COMPLETED: &str = "application.completed";
     pub const PERMIT_ISSUED: &str = "permit.issued";
+    /// A connector merged references into the application's `external[<connector>]`.
+    pub const EXTERNAL_CHANGED: &str = "application.external_changed";
+    /// A connector added a note to the application's history.
+    pub const NOTE_ADDED: &str = "application.note_added";
 }
 
 #[cfg(test)]

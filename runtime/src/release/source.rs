@@ -1,4 +1,5 @@
-//! The files of a rules tree, read from a folder or restored from the store, and their hash.
+//! The files of a rules tree (and of its connectors, [`super::plugins`]), read from a folder or
+//! restored from the store, and their hash.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -8,20 +9,46 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::plugins::PluginFiles;
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 
-/// Every file of a rules tree by its `/`-separated relative path.
+/// Every file of a rules tree by its `/`-separated relative path, and the connectors that go
+/// with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTree {
     files: BTreeMap<String, String>,
+    plugins: PluginFiles,
     id: String,
 }
 
 impl SourceTree {
     pub fn from_files(files: BTreeMap<String, String>) -> Self {
         let id = content_id(&files);
-        Self { files, id }
+        Self {
+            files,
+            plugins: PluginFiles::default(),
+            id,
+        }
+    }
+
+    /// The same rules with these connectors. The id covers both; without connectors it is the
+    /// rules' own id, so releases stored before connectors existed keep theirs.
+    #[must_use]
+    pub fn with_plugins(mut self, plugins: PluginFiles) -> Self {
+        let rules = content_id(&self.files);
+        self.id = if plugins.is_empty() {
+            rules
+        } else {
+            let mut h = Sha256::new();
+            h.update(b"rules\0");
+            h.update(rules.as_bytes());
+            h.update(b"\0plugins\0");
+            plugins.digest(&mut h);
+            hex::encode(h.finalize().get(..8).unwrap_or_default())
+        };
+        self.plugins = plugins;
+        self
     }
 
     /// Content hash: the same files give the same id on every machine.
@@ -31,6 +58,11 @@ impl SourceTree {
 
     pub fn files(&self) -> &BTreeMap<String, String> {
         &self.files
+    }
+
+    /// The connectors' files (empty without connectors).
+    pub fn plugins(&self) -> &PluginFiles {
+        &self.plugins
     }
 
     pub fn into_files(self) -> BTreeMap<String, String> {
@@ -215,7 +247,7 @@ fn not_regular(kind: &std::fs::FileType) -> String {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum FileProblem {
+pub(super) enum FileProblem {
     /// Deleted or renamed away between listing and reading.
     Vanished,
     TooBig,
@@ -235,7 +267,7 @@ impl From<std::io::Error> for FileProblem {
 /// Reads one file that was a regular file when listed. It may have been swapped for a FIFO or a
 /// device since: the open must not block (O_NONBLOCK) and the opened file is checked again, and
 /// the read stops one byte past the limit whatever the file claims its size is.
-fn read_regular(path: &Path, max: usize) -> Result<Vec<u8>, FileProblem> {
+pub(super) fn read_regular(path: &Path, max: usize) -> Result<Vec<u8>, FileProblem> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -276,6 +308,30 @@ mod tests {
             max_rule_file_bytes: bytes,
             ..Limits::default()
         }
+    }
+
+    #[test]
+    fn connectors_are_in_the_id_and_without_them_the_id_is_the_rules_id() {
+        let rules = BTreeMap::from([("a/permit.toml".to_owned(), "name = \"A\"\n".to_owned())]);
+        let plain = SourceTree::from_files(rules.clone());
+        let none = SourceTree::from_files(rules.clone()).with_plugins(PluginFiles::default());
+        assert_eq!(plain.id(), none.id());
+        let with = |wasm: &[u8]| {
+            SourceTree::from_files(rules.clone()).with_plugins(PluginFiles::from_flat(
+                BTreeMap::from([
+                    (
+                        "echo/connector.toml".to_owned(),
+                        b"name = \"echo\"".to_vec(),
+                    ),
+                    ("echo/echo.wasm".to_owned(), wasm.to_vec()),
+                ]),
+            ))
+        };
+        let (one, same, other) = (with(b"\0asm1"), with(b"\0asm1"), with(b"\0asm2"));
+        assert_eq!(one.id(), same.id());
+        assert_ne!(one.id(), plain.id());
+        assert_ne!(one.id(), other.id(), "a new component is a new release");
+        assert_eq!(one.id().len(), plain.id().len());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! needs and appends its events; a change computed from a version that is no longer current is
 //! refused there (409 `conflict`), never applied over another.
 
+mod external;
+
 use std::sync::Arc;
 
 use chrono::{FixedOffset, NaiveDate, Utc};
@@ -889,8 +891,15 @@ fn assignment(
     })
 }
 
+pub use external::{connector_actor, json_object, DraftPlan, MAX_DRAFT_KEY_BYTES, MAX_NOTE_BYTES};
+
 /// What a connector needs to know of a change.
 fn event_data(app: &Application, who: &Principal, from: Option<&str>, to: Option<&str>) -> Json {
+    event_data_by(app, &who.actor(), from, to)
+}
+
+/// [`event_data`] for a change by `by` (a user, a token or a connector).
+fn event_data_by(app: &Application, by: &str, from: Option<&str>, to: Option<&str>) -> Json {
     json!({
         "permit": app.permit,
         "kind": app.kind,
@@ -900,7 +909,7 @@ fn event_data(app: &Application, who: &Principal, from: Option<&str>, to: Option
         "to": to,
         "registration_number": app.registration_number,
         "permit_number": app.permit_number,
-        "by": who.actor(),
+        "by": by,
         "version": app.version,
     })
 }

@@ -15,7 +15,7 @@ use crate::auth::Roles;
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
-use crate::release::{self, BuildReport, Release, SourceTree};
+use crate::release::{self, BuildReport, ConnectorSetup, PluginFiles, Release, SourceTree};
 use crate::store::records::{ActivationRecord, PinRecord, ReleaseRecord, ReloadRecord};
 use crate::store::{Op, Page, Store, StoreError};
 
@@ -197,6 +197,9 @@ struct ReloadState {
 
 pub struct ReleaseManager {
     rules_dir: PathBuf,
+    /// Connectors released with the rules (`--plugins`); a missing folder means none.
+    plugins_dir: PathBuf,
+    connectors: ConnectorSetup,
     limits: Limits,
     /// The office's roles: flows may name only these.
     roles: Roles,
@@ -210,8 +213,14 @@ pub struct ReleaseManager {
 }
 
 impl ReleaseManager {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the composition root passes each part once"
+    )]
     pub(crate) fn new(
         rules_dir: PathBuf,
+        plugins_dir: PathBuf,
+        connectors: ConnectorSetup,
         limits: Limits,
         roles: Roles,
         store: Store,
@@ -220,6 +229,8 @@ impl ReleaseManager {
     ) -> Self {
         Self {
             rules_dir,
+            plugins_dir,
+            connectors,
             limits,
             roles,
             store,
@@ -352,16 +363,30 @@ impl ReleaseManager {
         Ok(self.folder_failed(&trigger, report).await?)
     }
 
-    /// Reads the rules folder within `rules_read_timeout_ms`. Every caller holds the reload lock
-    /// or is about to take it: a read that hangs (a file on a stalled share) keeps its blocking
-    /// thread but not the lock, and becomes a diagnostic.
+    /// Reads the rules folder, and the plugins folder's connectors, within
+    /// `rules_read_timeout_ms`. Every caller holds the reload lock or is about to take it: a read
+    /// that hangs (a file on a stalled share) keeps its blocking thread but not the lock, and
+    /// becomes a diagnostic.
     async fn read_folder(&self) -> Result<SourceTree, Vec<Diagnostic>> {
         self.metrics.folder_read();
         let dir = self.rules_dir.clone();
+        let plugins = self.plugins_dir.clone();
         let shown = dir.display().to_string();
         let limits = self.limits.clone();
         let deadline = limits.rules_read_timeout();
-        read_within(shown, deadline, move || SourceTree::read_dir(&dir, &limits)).await
+        read_within(shown, deadline, move || {
+            let rules = SourceTree::read_dir(&dir, &limits);
+            let plugins = PluginFiles::read_dir(&plugins);
+            match (rules, plugins) {
+                (Ok(tree), Ok(plugins)) => Ok(tree.with_plugins(plugins)),
+                (Err(mut a), Err(mut b)) => {
+                    a.append(&mut b);
+                    Err(a)
+                }
+                (Err(a), Ok(_)) | (Ok(_), Err(a)) => Err(a),
+            }
+        })
+        .await
     }
 
     /// The content id of the rules folder as it is now, if it reads.
@@ -490,12 +515,18 @@ impl ReleaseManager {
         note: &str,
     ) -> Result<ReloadOutcome, ReleaseError> {
         let wanted = id.to_owned();
-        let sources = self
+        let (sources, plugins) = self
             .store
-            .blocking(move |s| s.release_sources(&wanted))
+            .blocking(move |s| {
+                let sources = s.release_sources(&wanted)?;
+                let plugins = s.release_plugins(&wanted)?;
+                Ok::<_, StoreError>(sources.map(|t| (t, plugins)))
+            })
             .await?
             .ok_or_else(|| ReleaseError::Unknown(id.to_owned()))?;
-        let tree = SourceTree::from_files(sources);
+        // The connectors come back exactly as they were activated: their files are stored with
+        // the release.
+        let tree = SourceTree::from_files(sources).with_plugins(PluginFiles::from_flat(plugins));
         Ok(match self.build(tree).await? {
             Ok(release) => self.activate(release, by, reason, pin, note).await?,
             Err(report) => {
@@ -508,10 +539,11 @@ impl ReleaseManager {
     async fn build(&self, tree: SourceTree) -> Result<Result<Release, BuildReport>, ReleaseError> {
         let limits = self.limits.clone();
         let roles = self.roles.clone();
-        // Permits unchanged since the active release are reused from it, not rebuilt.
+        let connectors = self.connectors.clone();
+        // Permits and connectors unchanged since the active release are reused from it.
         let base = self.current();
         tokio::task::spawn_blocking(move || {
-            release::build_for(tree, &limits, &roles, base.as_deref())
+            release::build_with(tree, &limits, &roles, base.as_deref(), &connectors)
         })
         .await
         .map_err(ReleaseError::BuildCrashed)
@@ -550,6 +582,15 @@ impl ReleaseManager {
                 },
                 sources: release.sources.files().clone(),
             });
+            let plugins = release.sources.plugins();
+            if !plugins.is_empty() {
+                // In the same transaction as the release: a stored release always has its
+                // connectors, byte for byte.
+                ops.push(Op::ReleasePlugins {
+                    release: release.id.clone(),
+                    files: plugins.flatten(),
+                });
+            }
         }
         ops.push(Op::Activate(ActivationRecord {
             release: release.id.clone(),
@@ -575,11 +616,21 @@ impl ReleaseManager {
         self.store.write(ops).await?;
         let id = release.id.clone();
         let permit_ids: Vec<String> = release.permits.keys().cloned().collect();
+        let connectors: Vec<String> = release
+            .connectors
+            .values()
+            .map(|c| format!("{} {}", c.name(), c.version()))
+            .collect();
         self.active.set(release);
         self.metrics.reload(true);
         self.metrics.set_active_release(&id);
+        let connectors = if connectors.is_empty() {
+            String::new()
+        } else {
+            format!("; connectors: {}", connectors.join(", "))
+        };
         tracing::info!(
-            "activated {} — permit types: {}",
+            "activated {} — permit types: {}{connectors}",
             outcome.report.summary(),
             permit_ids.join(", ")
         );
