@@ -362,6 +362,9 @@ pub fn build_with(
     })
 }
 
+/// A connector loaded (and whether it was reused), or its problems.
+type Loaded = Result<(Connector, bool), Vec<Diagnostic>>;
+
 /// Loads every connector of `tree` (folders in parallel), taking from `base` those whose files
 /// and overrides are unchanged; returns them, the problems of those that failed (in folder
 /// order) and how many were reused.
@@ -381,7 +384,7 @@ fn load_connectors(
         same.then(|| base.connectors.get(name).cloned()).flatten()
     };
     let entries: Vec<(&String, &BTreeMap<String, Vec<u8>>)> = wanted.iter().collect();
-    let outcomes: Vec<(String, Result<(Connector, bool), Vec<Diagnostic>>)> = entries
+    let outcomes: Vec<(String, Loaded)> = entries
         .par_iter()
         .map(|(name, files)| {
             let outcome = match reusable(name, files) {

@@ -13,6 +13,7 @@ mod applications;
 mod auth;
 mod cli;
 mod concurrency;
+mod connectors;
 mod crash;
 mod diagnostics;
 mod flows;

@@ -10,6 +10,7 @@
 //! own rules and data folders, and talks to it over HTTP.
 
 pub mod applications;
+pub mod connectors;
 pub mod fake;
 pub mod fake_oss;
 pub mod fake_simbg;
@@ -209,6 +210,13 @@ impl Server {
     /// Starts `pintu serve` and waits until it listens (a release need not be active).
     pub fn start(rules: &Path, data: &Path, extra: &[&str]) -> Self {
         Self::launch(Command::new(pintu_bin()), rules, data, extra)
+    }
+
+    /// [`Server::start`] with the connectors of `plugins` released with the rules.
+    pub fn start_with_plugins(rules: &Path, plugins: &Path, data: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--plugins", plugins.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Self::start(rules, data, &args)
     }
 
     /// Like [`Server::start`], with the server's open-file limit lowered to `nofile` (the
@@ -485,6 +493,21 @@ pub fn uji_server(rate: &str) -> (tempfile::TempDir, Server) {
     let rules = dir.path().join("rules");
     write_uji(&rules, rate);
     let server = Server::start(&rules, &dir.path().join("data"), &[]);
+    (dir, server)
+}
+
+/// [`uji_server`] with a `plugins/` folder beside `rules/` holding a copy of each fixture
+/// connector in `fixtures` (see [`connectors`]).
+pub fn uji_server_plugins(rate: &str, fixtures: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules");
+    write_uji(&rules, rate);
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir plugins");
+    for name in fixtures {
+        connectors::copy_fixture(&plugins, name);
+    }
+    let server = Server::start_with_plugins(&rules, &plugins, &dir.path().join("data"), &[]);
     (dir, server)
 }
 

@@ -74,11 +74,6 @@ pub(super) async fn openapi() -> Result<Response, AppError> {
     }
 }
 
-/// The OpenAPI form of a route's path: axum's catch-all `{*rest}` is the parameter `{rest}`.
-pub(super) fn openapi_path(path: &str) -> String {
-    path.replace("{*", "{")
-}
-
 /// The OpenAPI document of every row of the route table that carries its operation.
 pub fn document() -> OpenApi {
     let mut paths = Paths::new();
@@ -342,6 +337,12 @@ mod tests {
 
     fn json() -> Value {
         serde_json::to_value(document()).unwrap()
+    }
+
+    /// The OpenAPI form of a route's path (what `#[utoipa::path]` names): axum's catch-all
+    /// `{*rest}` is the parameter `{rest}`.
+    fn openapi_path(path: &str) -> String {
+        path.replace("{*", "{")
     }
 
     /// Every `(method, path)` of the route table, lowercase method as OpenAPI writes it.

@@ -188,7 +188,7 @@ pub struct InvokeAnswer {
 
 /// An action checked against the active release, ready to apply.
 enum Planned {
-    Draft(DraftPlan),
+    Draft(Box<DraftPlan>),
     External {
         target: Target,
         value: Map<String, Json>,
@@ -408,7 +408,7 @@ impl Connectors {
                         ),
                         (None, false) => {
                             let (id, was_created) =
-                                self.applications.create_draft_once(name, draft).await?;
+                                self.applications.create_draft_once(name, *draft).await?;
                             (Some(id), was_created)
                         }
                     };
@@ -459,19 +459,10 @@ impl Connectors {
                     let what = format!("create-draft `{}`", d.key);
                     let planned = self
                         .applications
-                        .plan_draft(
-                            &release,
-                            name,
-                            &d.key,
-                            &d.permit,
-                            d.kind.as_deref(),
-                            &d.applicant,
-                            &d.data,
-                            &d.external,
-                        )
+                        .plan_draft(&release, name, &d)
                         .map_err(|m| invalid(i, &what, m))?;
                     keys.insert(d.key, ());
-                    plan.push(Planned::Draft(planned));
+                    plan.push(Planned::Draft(Box::new(planned)));
                 }
                 Action::AttachExternal(r) => {
                     let target = self
@@ -627,12 +618,14 @@ fn response_json(r: &HttpResponse) -> Json {
         .iter()
         .map(|h| serde_json::json!({"name": h.name, "value": h.value}))
         .collect();
-    let mut out = serde_json::json!({"status": r.status, "headers": headers});
+    let mut out = Map::new();
+    out.insert("status".into(), Json::from(r.status));
+    out.insert("headers".into(), Json::Array(headers));
     match std::str::from_utf8(&r.body) {
-        Ok(text) => out["body"] = Json::String(text.to_owned()),
-        Err(_) => out["body_hex"] = Json::String(hex::encode(&r.body)),
-    }
-    out
+        Ok(text) => out.insert("body".into(), Json::String(text.to_owned())),
+        Err(_) => out.insert("body_hex".into(), Json::String(hex::encode(&r.body))),
+    };
+    Json::Object(out)
 }
 
 /// The levy rules of one release, for connectors' `assess-levy`: the answer of
@@ -668,5 +661,247 @@ impl LevyAssessor for ReleaseLevy {
             }
             other => serde_json::to_string(&other).map_err(|e| e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::{AppNote, Draft, ExternalRef};
+    use crate::domain::application::{event, Status};
+    use crate::release::{build, SourceTree};
+
+    const PERMIT: &str = "name = \"Uji\"\n[[fields]]\nname = \"luas\"\ntype = \"decimal\"\nrequired = true\n[[fields]]\nname = \"alamat\"\ntype = \"text\"\n[[flow]]\nstep = \"a\"\nlabel = \"A\"\nrole = \"front_office\"\n";
+
+    fn service(dir: &std::path::Path) -> (Connectors, Store) {
+        let store = Store::open(&dir.join("data"), 64).unwrap();
+        let tree = SourceTree::from_files(
+            [("uji/permit.toml".to_owned(), PERMIT.to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        let release = build(tree, &crate::config::Limits::default())
+            .map_err(|r| r.diagnostics)
+            .unwrap();
+        let active = Active::default();
+        active.set(release);
+        let offset = FixedOffset::east_opt(7 * 3600).unwrap();
+        let service = Connectors::new(
+            active,
+            store.clone(),
+            dir.join("data"),
+            Language::En,
+            offset,
+        );
+        (service, store)
+    }
+
+    fn draft(key: &str, data: &str) -> Action {
+        Action::CreateDraft(Draft {
+            key: key.into(),
+            permit: "uji".into(),
+            kind: None,
+            applicant: r#"{"name": "Budi"}"#.into(),
+            data: data.into(),
+            external: r#"{"nib": "9120001234567"}"#.into(),
+        })
+    }
+
+    fn attach(app: AppRef, value: &str) -> Action {
+        Action::AttachExternal(ExternalRef {
+            application: app,
+            value: value.into(),
+        })
+    }
+
+    fn note(app: AppRef, text: &str) -> Action {
+        Action::Note(AppNote {
+            application: app,
+            text: text.into(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drafts_are_created_once_and_later_actions_find_them_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, store) = service(dir.path());
+        let actions = vec![
+            // A draft may lack required fields (`luas`), as a staff draft may.
+            draft("I-1", r#"{"alamat": "Jl. Ahmad Yani 1"}"#),
+            attach(
+                AppRef::Key("I-1".into()),
+                r#"{"id_izin": "I-1", "nib": "9120001234568"}"#,
+            ),
+            note(AppRef::Key("I-1".into()), "diterima dari OSS"),
+        ];
+        let applied = service
+            .apply_as("oss-rba", "0.1.0", actions.clone(), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            applied,
+            [
+                Applied::CreateDraft {
+                    key: "I-1".into(),
+                    application: Some("APP-1".into()),
+                    created: true
+                },
+                Applied::AttachExternal {
+                    application: "APP-1".into()
+                },
+                Applied::Note {
+                    application: "APP-1".into()
+                },
+            ]
+        );
+        let app = store.application("APP-1").unwrap().unwrap();
+        assert_eq!(app.status, Status::Draft);
+        assert_eq!(app.version, 3);
+        assert_eq!(
+            app.external["oss-rba"],
+            serde_json::json!({"nib": "9120001234568", "id_izin": "I-1"}),
+            "attach-external merges, its keys win"
+        );
+        let by: Vec<(&str, &str)> = app
+            .history
+            .iter()
+            .map(|h| (h.by.as_str(), h.action.as_str()))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("connector:oss-rba", "created"),
+                ("connector:oss-rba", "external_changed"),
+                ("connector:oss-rba", "note"),
+            ]
+        );
+        assert_eq!(app.history[2].note.as_deref(), Some("diterima dari OSS"));
+        let kinds: Vec<String> = store
+            .events(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [event::EXTERNAL_CHANGED, event::NOTE_ADDED]);
+
+        // The same call again: nothing new is created, the key resolves to the first.
+        let again = service
+            .apply_as("oss-rba", "0.1.0", actions[..1].to_vec(), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            [Applied::CreateDraft {
+                key: "I-1".into(),
+                application: Some("APP-1".into()),
+                created: false
+            }]
+        );
+        assert!(store.application("APP-2").unwrap().is_none());
+        // Another connector's key space is its own.
+        let other = service
+            .apply_as("simbg", "0.1.0", actions[..1].to_vec(), false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&other[0], Applied::CreateDraft { application: Some(id), created: true, .. } if id == "APP-2")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_invalid_action_applies_none_and_says_which_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, store) = service(dir.path());
+        let cases = [
+            (
+                vec![draft("I-1", "{}"), draft("I-2", r#"{"luas": "banyak"}"#)],
+                "connector `oss-rba` 0.1.0: action 2 (create-draft `I-2`): `data` is invalid: `luas`:",
+            ),
+            (
+                vec![draft("I-1", "{}"), note(AppRef::Key("I-9".into()), "x")],
+                "action 2 (note): no draft was created with key `I-9` by connector `oss-rba`",
+            ),
+            (
+                vec![attach(AppRef::Id("APP-7".into()), "{}")],
+                "action 1 (attach-external): no application `APP-7`",
+            ),
+            (
+                vec![draft("I-1", "{}"), attach(AppRef::Key("I-1".into()), "[1]")],
+                "action 2 (attach-external): `value` must be a JSON object, not an array",
+            ),
+            (
+                vec![Action::CreateDraft(Draft {
+                    permit: "imb".into(),
+                    ..match draft("I-1", "{}") {
+                        Action::CreateDraft(d) => d,
+                        _ => unreachable!(),
+                    }
+                })],
+                "action 1 (create-draft `I-1`): no permit type `imb` in release",
+            ),
+        ];
+        for (actions, expected) in cases {
+            let err = service
+                .apply_as("oss-rba", "0.1.0", actions, false)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ConnectorError::InvalidAction { .. }), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains(expected),
+                "{message}\nexpected: {expected}"
+            );
+            assert!(message.ends_with("no action was applied"), "{message}");
+        }
+        assert!(
+            store.application("APP-1").unwrap().is_none(),
+            "nothing applied"
+        );
+        assert!(store.connector_draft("oss-rba", "I-1").unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_says_what_would_happen_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, store) = service(dir.path());
+        let actions = vec![
+            draft("I-1", "{}"),
+            note(AppRef::Key("I-1".into()), "dicoba"),
+        ];
+        let would = service
+            .apply_as("oss-rba", "0.1.0", actions.clone(), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            would,
+            [
+                Applied::CreateDraft {
+                    key: "I-1".into(),
+                    application: None,
+                    created: true
+                },
+                Applied::Note {
+                    application: "(the draft with key `I-1`)".into()
+                },
+            ]
+        );
+        assert!(store.application("APP-1").unwrap().is_none());
+        service
+            .apply_as("oss-rba", "0.1.0", actions[..1].to_vec(), false)
+            .await
+            .unwrap();
+        let would = service
+            .apply_as("oss-rba", "0.1.0", actions, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            would[0],
+            Applied::CreateDraft {
+                key: "I-1".into(),
+                application: Some("APP-1".into()),
+                created: false
+            }
+        );
+        assert_eq!(store.application("APP-1").unwrap().unwrap().version, 1);
     }
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde_json::{Map, Value as Json};
 
 use super::{event_data_by, permit_of, seq_of, ApplicationError, Applications, Result, RETRIES};
+use crate::connectors::Draft;
 use crate::domain::application::{event, AppKind, Applicant, Application, HistoryEntry, Status};
 use crate::release::Release;
 use crate::store::applications::{ApplicationWrite, EventDraft, Expect, Refusal};
@@ -36,13 +37,16 @@ impl Applications {
         &self,
         release: &Release,
         connector: &str,
-        key: &str,
-        permit: &str,
-        kind: Option<&str>,
-        applicant: &str,
-        data: &str,
-        external: &str,
+        draft: &Draft,
     ) -> std::result::Result<DraftPlan, String> {
+        let Draft {
+            key,
+            permit,
+            kind,
+            applicant,
+            data,
+            external,
+        } = draft;
         if key.is_empty() || key.len() > MAX_DRAFT_KEY_BYTES {
             return Err(format!(
                 "`key` must be 1 to {MAX_DRAFT_KEY_BYTES} bytes, not {}",
@@ -55,7 +59,7 @@ impl Applications {
                 release.id
             )
         })?;
-        let kind = match kind {
+        let kind = match kind.as_deref() {
             None => AppKind::Baru,
             Some(k) => serde_json::from_value(Json::String(k.to_owned()))
                 .map_err(|_| format!("`kind` `{k}` is not one of baru, perubahan, perpanjangan"))?,

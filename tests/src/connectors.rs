@@ -1,0 +1,84 @@
+//! Connectors for the end-to-end suites: copy a fixture (`plugins/fixtures/<name>`) or a
+//! sample connector (`plugins/<name>`) into a test's own plugins folder — its manifest and
+//! component only, as the server reads them — and rewrite its manifest there.
+
+use std::path::{Path, PathBuf};
+
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+use crate::repo_root;
+
+/// The folder of fixture connector `name` in the repository.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    repo_root().join("plugins").join("fixtures").join(name)
+}
+
+/// Copies the manifest and component of the connector in `from` into `plugins/<name>/`
+/// (replacing what was there the way an editor or a deploy does: write aside, rename over).
+pub fn copy_connector(from: &Path, plugins: &Path, name: &str) {
+    let to = plugins.join(name);
+    std::fs::create_dir_all(&to).expect("mkdir plugins/<name>");
+    let manifest = std::fs::read_to_string(from.join("connector.toml")).expect("read manifest");
+    let doc: DocumentMut = manifest.parse().expect("manifest is TOML");
+    let component = doc["component"]
+        .as_str()
+        .expect("manifest names its component");
+    replace(
+        &to.join(component),
+        &std::fs::read(from.join(component)).expect("read component"),
+    );
+    replace(&to.join("connector.toml"), manifest.as_bytes());
+}
+
+/// Copies fixture `name` into `plugins/<name>/`.
+pub fn copy_fixture(plugins: &Path, name: &str) {
+    copy_connector(&fixture_dir(name), plugins, name);
+}
+
+/// Rewrites the manifest of `plugins/<name>/` with `edit`.
+pub fn edit_manifest(plugins: &Path, name: &str, edit: impl FnOnce(&mut DocumentMut)) {
+    let path = plugins.join(name).join("connector.toml");
+    let mut doc: DocumentMut = std::fs::read_to_string(&path)
+        .expect("read manifest")
+        .parse()
+        .expect("manifest is TOML");
+    edit(&mut doc);
+    replace(&path, doc.to_string().as_bytes());
+}
+
+/// Sets `[allow] hosts` of `plugins/<name>/`.
+pub fn allow_hosts(plugins: &Path, name: &str, hosts: &[&str]) {
+    edit_manifest(plugins, name, |doc| {
+        let mut list = Array::new();
+        for h in hosts {
+            list.push(*h);
+        }
+        table(doc, "allow")["hosts"] = value(list);
+    });
+}
+
+/// Sets `[limits] <key> = n` of `plugins/<name>/`.
+pub fn set_limit(plugins: &Path, name: &str, key: &str, n: i64) {
+    edit_manifest(plugins, name, |doc| table(doc, "limits")[key] = value(n));
+}
+
+/// Sets `[config] <key>` of `plugins/<name>/` to a TOML value given as text (`"\"x\""`, `"[1]"`).
+pub fn set_config(plugins: &Path, name: &str, key: &str, toml_value: &str) {
+    let parsed: DocumentMut = format!("v = {toml_value}").parse().expect("a TOML value");
+    let v = parsed["v"].clone();
+    edit_manifest(plugins, name, |doc| table(doc, "config")[key] = v);
+}
+
+fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Table {
+    if !doc.contains_key(name) {
+        doc[name] = Item::Table(Table::new());
+    }
+    doc[name].as_table_mut().expect("a table")
+}
+
+/// Writes `bytes` beside `path` and renames it over, so a watcher never sees half a file.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}
