@@ -676,7 +676,7 @@ mod tests {
             .into_iter()
             .map(|o| match o {
                 Outcome::Application(o) => *o,
-                Outcome::Seq(_) => panic!("not an application outcome"),
+                _ => panic!("not an application outcome"),
             })
             .collect();
         assert_eq!(outcomes[0].as_ref().unwrap().id, "APP-1");
