@@ -40,7 +40,7 @@ pub enum SecretsError {
 
 impl Secrets {
     /// Reads `DATA/secrets.toml`; a missing file means no secrets. A file readable by others
-    /// than its owner is still read, with a warning (it should be 0600).
+    /// than its owner is still read, with a warning (once per process; it should be 0600).
     pub fn load(data_dir: &Path) -> Result<Self, SecretsError> {
         let path = data_dir.join(SECRETS_FILE);
         let shown = path.display().to_string();
@@ -108,8 +108,11 @@ impl Secrets {
 #[cfg(unix)]
 fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The file may be read for every call: say it once per process, not once per call.
+    static WARNED: AtomicBool = AtomicBool::new(false);
     if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
+        if meta.permissions().mode() & 0o077 != 0 && !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 path = %path.display(),
                 "the secrets file is readable by other users; make it 0600"
