@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -193,17 +193,22 @@ impl Incoming {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.raw).into_owned()))
     }
 
-    /// Records this request with the status answered, and builds the JSON response.
-    pub fn answer(self, journal: &Journal, status: u16, body: Value) -> Response {
-        let value = self.body();
-        journal.record(Received {
+    /// What the journal keeps of this request, answered `status`.
+    pub fn received(self, status: u16) -> Received {
+        let body = self.body();
+        Received {
             method: self.method,
             path: self.path,
             query: self.query,
             headers: self.headers,
-            body: value,
+            body,
             status,
-        });
+        }
+    }
+
+    /// Records this request with the status answered, and builds the JSON response.
+    pub fn answer(self, journal: &Journal, status: u16, body: Value) -> Response {
+        journal.record(self.received(status));
         json_response(status, &body)
     }
 }
@@ -285,14 +290,22 @@ impl Drop for Running {
     }
 }
 
-/// Applies a delay failure (sleeps, then answers 504) or returns the status of a status
-/// failure; `None` when the request should be served normally.
-pub async fn injected(journal: &Arc<Journal>) -> Option<u16> {
-    match journal.take_fault()? {
-        Failure::Status(status) => Some(status),
-        Failure::Delay(delay) => {
+/// Answers `incoming` with the next injected failure, if one is due (`body` gives the error
+/// body for a status); otherwise hands the request back to its handler. A delayed request is
+/// recorded when it arrives (as 504), so that the journal keeps arrival order even though its
+/// caller gives up first.
+pub async fn fail_if_asked(
+    journal: &Journal,
+    incoming: Incoming,
+    body: impl Fn(u16) -> Value,
+) -> Result<Response, Incoming> {
+    match journal.take_fault() {
+        None => Err(incoming),
+        Some(Failure::Status(status)) => Ok(incoming.answer(journal, status, body(status))),
+        Some(Failure::Delay(delay)) => {
+            journal.record(incoming.received(504));
             tokio::time::sleep(delay).await;
-            Some(504)
+            Ok(json_response(504, &body(504)))
         }
     }
 }

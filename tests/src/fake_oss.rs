@@ -24,7 +24,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 
-use crate::fake::{injected, json_response, Failure, Incoming, Journal, Received, Running};
+use crate::fake::{fail_if_asked, json_response, Failure, Incoming, Journal, Received, Running};
 
 /// The `kd_status` codes of the guide.
 pub const KD_STATUS: [(&str, &str); 12] = [
@@ -242,9 +242,14 @@ async fn method(
             json!({ reply_key.clone(): {"kode": status, "keterangan": why} }),
         )
     };
-    if let Some(status) = injected(&state.journal).await {
-        return refuse(incoming, status, format!("gagal (disengaja): {status}"));
-    }
+    let incoming = match fail_if_asked(&state.journal, incoming, |status| {
+        json!({ reply_key.clone(): {"kode": status, "keterangan": format!("gagal (disengaja): {status}")} })
+    })
+    .await
+    {
+        Ok(failed) => return failed,
+        Err(incoming) => incoming,
+    };
     if incoming.header("user_key") != Some(state.user_key.as_str()) {
         return refuse(
             incoming,

@@ -19,7 +19,7 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::fake::{injected, json_response, Failure, Incoming, Journal, Received, Running};
+use crate::fake::{fail_if_asked, json_response, Failure, Incoming, Journal, Received, Running};
 
 /// One PBG application as SIMBG holds it: the list entry, the detail, the status and the
 /// retribution (levy) calculation, each as its route answers it.
@@ -220,6 +220,10 @@ fn issue(state: &SimbgState) -> Value {
     json!({"token": {"access": access, "refresh": refresh}})
 }
 
+fn injected_body(status: u16) -> Value {
+    json!({"detail": format!("gagal (disengaja): {status}")})
+}
+
 fn error(incoming: Incoming, state: &SimbgState, status: u16, detail: &str) -> Response {
     incoming.answer(&state.journal, status, json!({"detail": detail}))
 }
@@ -255,10 +259,16 @@ async fn login(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
-    if let Some(status) = injected(&state.journal).await {
-        return error(incoming, &state, status, "gagal (disengaja)");
-    }
+    let incoming = match fail_if_asked(
+        &state.journal,
+        Incoming::new(&method, &uri, &headers, raw),
+        injected_body,
+    )
+    .await
+    {
+        Ok(failed) => return failed,
+        Err(incoming) => incoming,
+    };
     let body = incoming.body();
     if body["email"].as_str() != Some(state.email.as_str())
         || body["password"].as_str() != Some(state.password.as_str())
@@ -281,10 +291,16 @@ async fn refresh(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
-    if let Some(status) = injected(&state.journal).await {
-        return error(incoming, &state, status, "gagal (disengaja)");
-    }
+    let incoming = match fail_if_asked(
+        &state.journal,
+        Incoming::new(&method, &uri, &headers, raw),
+        injected_body,
+    )
+    .await
+    {
+        Ok(failed) => return failed,
+        Err(incoming) => incoming,
+    };
     let body = incoming.body();
     let valid = body["refresh"].as_str().is_some_and(|r| {
         state
@@ -303,9 +319,10 @@ async fn refresh(
 
 /// Checks faults and the token; `Err` is the answer already given.
 async fn guard(state: &SimbgState, incoming: Incoming) -> Result<Incoming, Response> {
-    if let Some(status) = injected(&state.journal).await {
-        return Err(error(incoming, state, status, "gagal (disengaja)"));
-    }
+    let incoming = match fail_if_asked(&state.journal, incoming, injected_body).await {
+        Ok(failed) => return Err(failed),
+        Err(incoming) => incoming,
+    };
     if !authorized(state, &incoming) {
         return Err(not_authenticated(incoming, state));
     }
