@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::FromRequest;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -152,6 +153,23 @@ pub struct Incoming {
     pub query: String,
     pub headers: BTreeMap<String, String>,
     pub raw: Bytes,
+}
+
+/// A fake's handlers take the request as one `Incoming` (after `State`/`Path`), rather than its
+/// method, URI, headers and body one by one.
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let raw = Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+        Ok(Self::new(&parts.method, &parts.uri, &parts.headers, raw))
+    }
 }
 
 impl Incoming {

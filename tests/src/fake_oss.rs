@@ -14,9 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -228,12 +226,8 @@ impl FakeOss {
 async fn method(
     State(state): State<Arc<OssState>>,
     Path(name): Path<String>,
-    http_method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming::new(&http_method, &uri, &headers, raw);
     let reply_key = format!("respon{name}");
     let refuse = |incoming: Incoming, status: u16, why: String| {
         incoming.answer(

@@ -10,9 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -252,20 +250,8 @@ fn authorized(state: &SimbgState, incoming: &Incoming) -> bool {
         .contains(token.trim())
 }
 
-async fn login(
-    State(state): State<Arc<SimbgState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let incoming = match fail_if_asked(
-        &state.journal,
-        Incoming::new(&method, &uri, &headers, raw),
-        injected_body,
-    )
-    .await
-    {
+async fn login(State(state): State<Arc<SimbgState>>, incoming: Incoming) -> Response {
+    let incoming = match fail_if_asked(&state.journal, incoming, injected_body).await {
         Ok(failed) => return failed,
         Err(incoming) => incoming,
     };
@@ -284,20 +270,8 @@ async fn login(
     incoming.answer(&state.journal, 200, pair)
 }
 
-async fn refresh(
-    State(state): State<Arc<SimbgState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let incoming = match fail_if_asked(
-        &state.journal,
-        Incoming::new(&method, &uri, &headers, raw),
-        injected_body,
-    )
-    .await
-    {
+async fn refresh(State(state): State<Arc<SimbgState>>, incoming: Incoming) -> Response {
+    let incoming = match fail_if_asked(&state.journal, incoming, injected_body).await {
         Ok(failed) => return failed,
         Err(incoming) => incoming,
     };
@@ -329,14 +303,8 @@ async fn guard(state: &SimbgState, incoming: Incoming) -> Result<Incoming, Respo
     Ok(incoming)
 }
 
-async fn list(
-    State(state): State<Arc<SimbgState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let incoming = match guard(&state, Incoming::new(&method, &uri, &headers, raw)).await {
+async fn list(State(state): State<Arc<SimbgState>>, incoming: Incoming) -> Response {
+    let incoming = match guard(&state, incoming).await {
         Ok(incoming) => incoming,
         Err(answer) => return answer,
     };
@@ -411,47 +379,28 @@ async fn one(
 async fn detail(
     State(state): State<Arc<SimbgState>>,
     Path(uid): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
     one(state, uid, incoming, |a| a.detail.clone()).await
 }
 
 async fn status(
     State(state): State<Arc<SimbgState>>,
     Path(uid): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
     one(state, uid, incoming, |a| a.status.clone()).await
 }
 
 async fn retribution(
     State(state): State<Arc<SimbgState>>,
     Path(uid): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
     one(state, uid, incoming, |a| a.retribution.clone()).await
 }
 
-async fn unknown(
-    State(state): State<Arc<SimbgState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let incoming = Incoming::new(&method, &uri, &headers, raw);
+async fn unknown(State(state): State<Arc<SimbgState>>, incoming: Incoming) -> Response {
     error(incoming, &state, 404, "Not found.")
 }
 
