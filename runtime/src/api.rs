@@ -338,10 +338,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     } else {
         None
     };
+    let dispatcher = app.spawn_dispatcher();
     let shutdown = shutdown_signal();
     tracing::info!("listening on http://{addr}");
     server::run(listener, router(app.clone()), &app.config().http, shutdown).await;
     drop(watcher);
+    // Calls in flight record their outcome before the store closes; one cut off is sent
+    // again after the restart.
+    dispatcher.stop().await;
     tracing::info!("shutting down: flushing the store");
     app.close();
     Ok(())

@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::release::ConnectorSetup;
 use crate::services::applications::Applications;
 use crate::services::connectors::Connectors;
-use crate::services::dispatcher::Outbox;
+use crate::services::dispatcher::{Dispatcher, Outbox, Running};
 use crate::services::evaluator::Evaluator;
 use crate::services::recorder::Recorder;
 use crate::services::releases::{Active, ReleaseError, ReleaseManager, ReloadOutcome};
@@ -32,7 +32,8 @@ pub struct App {
     users: Users,
     applications: Applications,
     outbox: Outbox,
-    connectors: Connectors,
+    connectors: Arc<Connectors>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 /// How the service is, as `/health` reports it.
@@ -76,13 +77,13 @@ impl App {
             config.language,
             config.utc_offset,
         );
-        let connectors = Connectors::new(
+        let connectors = Arc::new(Connectors::new(
             active.clone(),
             store.clone(),
             config.data_dir.clone(),
             config.language,
             config.utc_offset,
-        );
+        ));
         let evaluator = Evaluator::new(
             active,
             recorder.clone(),
@@ -92,6 +93,11 @@ impl App {
             config.utc_offset,
         );
         let outbox = Outbox::new(store.clone());
+        let dispatcher = Arc::new(Dispatcher::new(
+            &outbox,
+            config.connectors.clone(),
+            connectors.clone(),
+        ));
         let tokens = Tokens::new(store.clone(), config.roles.clone());
         let users = Users::new(store.clone(), config.roles.clone());
         Self {
@@ -106,6 +112,7 @@ impl App {
             applications,
             outbox,
             connectors,
+            dispatcher,
         }
     }
 
@@ -154,6 +161,12 @@ impl App {
     /// Builds the rules folder and serves it (or the start-up fallback).
     pub async fn start(&self) -> Result<ReloadOutcome, ReleaseError> {
         self.releases.start().await
+    }
+
+    /// Starts delivering outbox events to the serving release's connectors, and their syncs;
+    /// [`Running::stop`] ends it before the store is closed.
+    pub fn spawn_dispatcher(&self) -> Running {
+        self.dispatcher.spawn()
     }
 
     /// Starts the background pruner of the decision log.

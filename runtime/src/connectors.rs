@@ -42,7 +42,7 @@ pub use engine::Allocation;
 pub use env::{CallEnv, KvSpace, LevyAssessor, MemoryKv, NoLevy};
 pub use error::{CallError, CallFailure};
 pub use manifest::{Limits, Manifest, SUPPORTED_WIT};
-pub use secrets::Secrets;
+pub use secrets::{Secrets, SecretsFile};
 pub use stats::StatsSnapshot;
 pub use types::{
     Action, AppNote, AppRef, Draft, Event, EventOutcome, EventReply, ExternalRef, Header,

@@ -3,7 +3,8 @@
 //! the rules or plugins folders, and no value is ever printed: `Debug` shows names only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The file's name inside the data folder.
 pub const SECRETS_FILE: &str = "secrets.toml";
@@ -105,6 +106,71 @@ impl Secrets {
     }
 }
 
+/// `DATA/secrets.toml` as calls read it: the file is read again for every call, so an edit
+/// applies to the next call without a restart, but parsed again only when its bytes changed.
+/// Comparing the bytes, not the modification time, catches two edits within one tick of a
+/// coarse file-system clock.
+pub struct SecretsFile {
+    data_dir: PathBuf,
+    /// The bytes last read (`None`: no file) and what they gave.
+    last: Mutex<Option<(Option<Vec<u8>>, Arc<Secrets>)>>,
+}
+
+impl SecretsFile {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The secrets as the file holds them now. An unreadable or invalid file gives no secrets
+    /// (the calls that need one fail, naming it) and a warning, logged once per change of the
+    /// file rather than once per call.
+    pub fn current(&self) -> Arc<Secrets> {
+        let path = self.data_dir.join(SECRETS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(
+                    "connector secrets unavailable: cannot read `{}`: {e}",
+                    path.display()
+                );
+                return Arc::new(Secrets::default());
+            }
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, secrets)) = last.as_ref() {
+            if *seen == bytes {
+                return secrets.clone();
+            }
+        }
+        let parsed = match &bytes {
+            None => Secrets::default(),
+            Some(b) => {
+                warn_if_shared(&path);
+                match std::str::from_utf8(b)
+                    .map_err(|_| "not UTF-8 text".to_owned())
+                    .and_then(Secrets::parse)
+                {
+                    Ok(s) => s,
+                    Err(message) => {
+                        tracing::warn!(
+                            "connector secrets unavailable: `{}` is not valid: {message}",
+                            path.display()
+                        );
+                        Secrets::default()
+                    }
+                }
+            }
+        };
+        let parsed = Arc::new(parsed);
+        *last = Some((bytes, parsed.clone()));
+        parsed
+    }
+}
+
 #[cfg(unix)]
 fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -156,5 +222,25 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = Secrets::parse("[oss-rba]\npassword = 12345\n").unwrap_err();
         assert_eq!(e, "`oss-rba.password` must be a string");
+    }
+
+    #[test]
+    fn every_edit_of_the_file_is_seen_even_two_within_one_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SecretsFile::new(dir.path().to_owned());
+        assert_eq!(file.current().get("oss-rba", "password"), None);
+        let path = dir.path().join(SECRETS_FILE);
+        std::fs::write(&path, "[oss-rba]\npassword = \"first\"\n").unwrap();
+        let first = file.current();
+        assert_eq!(first.get("oss-rba", "password"), Some("first"));
+        // Unchanged bytes: the parsed secrets are shared, not parsed again.
+        assert!(Arc::ptr_eq(&first, &file.current()));
+        // Same length, written at once: a modification-time check could miss it.
+        std::fs::write(&path, "[oss-rba]\npassword = \"other\"\n").unwrap();
+        assert_eq!(file.current().get("oss-rba", "password"), Some("other"));
+        std::fs::write(&path, "[oss-rba]\npassword = other\n").unwrap();
+        assert_eq!(file.current().get("oss-rba", "password"), None);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.current().get("oss-rba", "password"), None);
     }
 }

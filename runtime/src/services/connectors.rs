@@ -19,13 +19,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::applications::{json_object, ApplicationError, Applications, DraftPlan, MAX_NOTE_BYTES};
+use super::dispatcher::{BoxFuture, ConnectorOutlet, Source, Target as DeliveryTarget};
 use super::evaluator::{run_in, EvalError, Evaluation, Kind};
 use super::releases::Active;
 use crate::config::Language;
 use crate::connectors::{
     Action, AppRef, CallEnv, CallError, Connector, Event, EventReply, Header, HttpResponse,
-    InboundRequest, LevyAssessor, Secrets,
+    InboundRequest, LevyAssessor, SecretsFile,
 };
+use crate::domain::application::Application;
 use crate::release::Release;
 use crate::scripts::CallContext;
 use crate::store::Store;
@@ -211,7 +213,7 @@ pub struct Connectors {
     active: Active,
     store: Store,
     applications: Applications,
-    data_dir: PathBuf,
+    secrets: SecretsFile,
     language: Language,
     utc_offset: FixedOffset,
 }
@@ -228,7 +230,7 @@ impl Connectors {
             applications: Applications::new(active.clone(), store.clone(), language, utc_offset),
             active,
             store,
-            data_dir,
+            secrets: SecretsFile::new(data_dir),
             language,
             utc_offset,
         }
@@ -260,13 +262,7 @@ impl Connectors {
     /// overlay that is dropped for a dry run), the release's levy rules, the secrets as the data
     /// folder holds them now, the office's time zone.
     pub fn env(&self, release: &Arc<Release>, dry_run: bool) -> CallEnv {
-        let secrets = match Secrets::load(&self.data_dir) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("connector secrets unavailable: {e}");
-                Secrets::default()
-            }
-        };
+        let secrets = self.secrets.current();
         CallEnv {
             kv: Arc::new(self.store.clone()),
             levy: Arc::new(ReleaseLevy {
@@ -274,7 +270,7 @@ impl Connectors {
                 language: self.language,
                 utc_offset: self.utc_offset,
             }),
-            secrets: Arc::new(secrets),
+            secrets,
             utc_offset_minutes: self.utc_offset.local_minus_utc() / 60,
             dry_run,
         }
@@ -520,6 +516,57 @@ impl Connectors {
                     ))
                 }
             }
+        })
+    }
+}
+
+/// The dispatcher's view of the serving release: its connectors (each called with the
+/// environment of that release), an application as the API shows it, and the actions of a
+/// delivered event applied as an inbound call's would be.
+impl Source for Connectors {
+    fn targets(&self) -> Vec<DeliveryTarget> {
+        let Some(release) = self.active.current() else {
+            return Vec::new();
+        };
+        let env = Arc::new(self.env(&release, false));
+        release
+            .connectors
+            .values()
+            .map(|connector| {
+                let manifest = connector.manifest();
+                DeliveryTarget {
+                    name: connector.name().to_owned(),
+                    version: connector.version().to_owned(),
+                    release: release.id.clone(),
+                    events: manifest.events.iter().cloned().collect(),
+                    sync_every: manifest.sync_every,
+                    outlet: Arc::new(ConnectorOutlet {
+                        connector: connector.clone(),
+                        env: env.clone(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    fn snapshot(&self, app: Application) -> String {
+        let view = match self.active.current() {
+            Some(release) => serde_json::to_value(self.applications.view(&release, app)),
+            None => serde_json::to_value(app),
+        };
+        view.map_or_else(|_| "null".to_owned(), |v| v.to_string())
+    }
+
+    fn apply<'a>(
+        &'a self,
+        target: &'a DeliveryTarget,
+        actions: Vec<Action>,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            self.apply_as(&target.name, &target.version, actions, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
     }
 }

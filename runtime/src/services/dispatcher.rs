@@ -76,6 +76,8 @@ impl Outlet for ConnectorOutlet {
 #[derive(Clone)]
 pub struct Target {
     pub name: String,
+    /// Its version (named in errors about its actions).
+    pub version: String,
     /// The release it belongs to (recorded with each attempt).
     pub release: String,
     /// Outbox event types it wants (its manifest's `events`).
@@ -793,6 +795,7 @@ mod tests {
         let applied = Arc::new(AtomicUsize::new(0));
         let target = Target {
             name: "echo".into(),
+            version: "0.1.0".into(),
             release: "r1".into(),
             events: BTreeSet::from(["application.created".to_owned()]),
             sync_every: None,
@@ -930,6 +933,7 @@ mod tests {
         };
         Target {
             name: name.to_owned(),
+            version: connector.version().to_owned(),
             release: "r1".into(),
             events: BTreeSet::from(["application.created".to_owned()]),
             sync_every: None,
