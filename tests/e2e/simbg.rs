@@ -3,9 +3,13 @@
 //! connector's on-demand route (`POST /v1/connectors/simbg/inbound/sync` with its trigger
 //! token) so that each test says when one runs; the schedule (`sync_every`) calls the same code.
 
+use std::time::Duration;
+
 use pintu_tests::fake::Failure;
 use pintu_tests::fake_simbg::{sample_applications, FakeSimbg};
-use pintu_tests::sample_connectors::{all_applications, install, point_at, write_secrets, Setup};
+use pintu_tests::sample_connectors::{
+    all_applications, install, point_at, wait_until, write_secrets, Setup,
+};
 use pintu_tests::Server;
 use serde_json::Value;
 
@@ -217,4 +221,27 @@ async fn a_failing_simbg_fails_the_sync_and_the_next_one_imports() {
 
     // The trigger needs its token.
     assert_eq!(trigger(&server, "salah").await.0, 401);
+}
+
+#[tokio::test]
+async fn the_schedule_imports_without_being_asked() {
+    let simbg = FakeSimbg::start(EMAIL, PASSWORD, sample_applications());
+    let (_setup, server) = serve(&simbg, |m| {
+        m["sync_every"] = toml_edit::value("1s");
+    })
+    .await;
+    let apps = wait_until(
+        &server,
+        "the scheduled sync's drafts",
+        Duration::from_secs(60),
+        async || {
+            let apps = imported(&server).await;
+            (apps.len() == 2).then_some(apps)
+        },
+    )
+    .await;
+    assert_eq!(
+        by_uid(&apps, SHOP)["external"]["simbg"]["levy_mismatch"],
+        true
+    );
 }
