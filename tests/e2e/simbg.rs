@@ -26,6 +26,9 @@ async fn serve(
     let setup = Setup::new();
     install(&setup.plugins(), "simbg", |m| {
         point_at(m, &simbg.origin(), "");
+        // No schedule unless a test sets one: a scheduled sync at start would race the one
+        // the test triggers.
+        m.remove("sync_every");
         edit(m);
     });
     write_secrets(
