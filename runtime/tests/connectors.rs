@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use pintu::connectors::{
     Action, AppRef, CallEnv, CallFailure, Connector, ConnectorHost, Event, EventOutcome,
-    InboundRequest, KvSpace, LevyAssessor, MemoryKv, Secrets,
+    HeldRequest, InboundRequest, KvSpace, LevyAssessor, MemoryKv, Secrets,
 };
 use pintu::diagnostic::Diagnostic;
 use serde_json::{json, Value};
@@ -451,6 +451,57 @@ fn events_forwarded_to_a_failing_server_ask_to_retry_later() {
     };
     assert!(why.contains("503"), "{why}");
     assert!(c.stats().last_error.unwrap().contains("retry later"));
+}
+
+#[test]
+fn a_dry_run_holds_outbound_requests_back_and_masks_the_secrets_in_them() {
+    let (origin, received) = http_server(200);
+    let c = host()
+        .load(
+            "echo",
+            &allowing(&origin, &[("forward_to", &format!("{origin}/events"))]),
+            None,
+        )
+        .unwrap();
+    let mut secrets = Secrets::default();
+    secrets.insert("echo", "token", "rahasia-sekali");
+    let held = Arc::new(Mutex::new(Vec::<HeldRequest>::new()));
+    let dry = CallEnv {
+        secrets: Arc::new(secrets),
+        dry_run: true,
+        held: Some(held.clone()),
+        ..CallEnv::detached()
+    };
+    let mut ev = event(7, "permit.issued");
+    ev.data = r#"{"token":"rahasia-sekali"}"#.into();
+    let reply = c.handle_event(&dry, ev).unwrap();
+    // The connector was told the request could not go, and said to try again later.
+    let EventOutcome::RetryLater(why) = reply.outcome else {
+        panic!("{reply:?}")
+    };
+    assert!(why.contains("dry run"), "{why}");
+    let held = held.lock().unwrap().clone();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].method, "POST");
+    assert_eq!(held[0].url, format!("{origin}/events"));
+    assert!(
+        held[0].headers.iter().any(|h| h == "idempotency-key"),
+        "{held:?}"
+    );
+    assert!(
+        held[0].body.contains(r#""token":"[secret token]""#),
+        "{}",
+        held[0].body
+    );
+    assert!(!held[0].body.contains("rahasia-sekali"), "{}", held[0].body);
+
+    // The server never saw it: the first request it receives is the next, real call's.
+    let reply = c
+        .handle_event(&CallEnv::detached(), event(8, "permit.issued"))
+        .unwrap();
+    assert_eq!(reply.outcome, EventOutcome::Ok);
+    let (_, _, body) = received.recv().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["seq"], 8);
 }
 
 #[test]

@@ -505,6 +505,7 @@ async fn the_admin_lists_connectors_and_dry_runs_change_nothing() {
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["outcome"], json!({"outcome": "ok"}));
+    assert_eq!(v["held_requests"], json!([]), "echo sends nothing: {v}");
     let (_, answer, _) = inbound(&server, "echo", "events", &json!({}), &[]).await;
     assert_eq!(
         answer["events"],

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::ResourceLimiter;
 
-use super::env::CallEnv;
+use super::env::{CallEnv, HeldRequest};
 use super::manifest::{origin_of, Manifest};
 use super::types::{Header, HttpError, HttpRequest, HttpResponse, LogLevel};
 
@@ -25,6 +25,8 @@ pub const MAX_LOG_LINES_PER_CALL: u32 = 1_000;
 pub const MAX_LOG_LINE_BYTES: usize = 4 * 1024;
 /// Most table elements an instance may have (tables hold function references).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// How much of a held request's body a dry run shows.
+const MAX_HELD_BODY_BYTES: usize = 4 * 1024;
 
 /// What a call knows about its connector.
 pub(crate) struct CallConnector {
@@ -156,6 +158,13 @@ impl CallState {
                 )))
             }
         };
+        if let Some(held) = &self.env.held {
+            let kept = self.hold(&method, &request);
+            held.lock().unwrap_or_else(|p| p.into_inner()).push(kept);
+            return Err(HttpError::Connection(
+                "dry run: the request was held, not sent".to_owned(),
+            ));
+        }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining < Duration::from_millis(1) {
             return Err(HttpError::Timeout(
@@ -204,6 +213,38 @@ impl CallState {
             headers,
             body,
         })
+    }
+
+    /// `request` as a dry run shows it, without the connector's secrets.
+    fn hold(&self, method: &str, request: &HttpRequest) -> HeldRequest {
+        let mut secrets: Vec<(String, String)> = self
+            .env
+            .secrets
+            .of(self.name())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for (name, var) in &self.connector.manifest.secrets {
+            if let Ok(value) = std::env::var(var) {
+                secrets.push((name.clone(), value));
+            }
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let redact = |text: &str| {
+            secrets
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .fold(text.to_owned(), |t, (name, value)| {
+                    t.replace(value.as_str(), &format!("[secret {name}]"))
+                })
+        };
+        let body = String::from_utf8_lossy(&request.body);
+        HeldRequest {
+            method: method.to_owned(),
+            url: redact(&request.url),
+            headers: request.headers.iter().map(|h| h.name.clone()).collect(),
+            body: cut(&redact(&body), MAX_HELD_BODY_BYTES).to_owned(),
+        }
     }
 
     pub(crate) fn config_json(&self) -> &str {

@@ -17,6 +17,22 @@ pub struct CallEnv {
     pub utc_offset_minutes: i32,
     /// Keep kv writes in an overlay that is dropped after the call (admin `invoke`).
     pub dry_run: bool,
+    /// When set, outbound requests that pass the allowlist are recorded here instead of sent,
+    /// and the guest sees a connection error saying so: an admin's dry run must not report to
+    /// OSS or SIMBG for real.
+    pub held: Option<Arc<Mutex<Vec<HeldRequest>>>>,
+}
+
+/// An outbound request a dry run held back, as an admin may see it: the header *names* only,
+/// and every secret of the connector that appears literally in the URL or body replaced by
+/// `[secret <name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct HeldRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<String>,
+    /// The body as text (lossy UTF-8), cut to the first 4 KiB.
+    pub body: String,
 }
 
 impl CallEnv {
@@ -29,6 +45,7 @@ impl CallEnv {
             secrets: Arc::new(Secrets::default()),
             utc_offset_minutes: 0,
             dry_run: false,
+            held: None,
         }
     }
 }

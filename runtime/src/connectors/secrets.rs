@@ -97,6 +97,15 @@ impl Secrets {
             .map(String::as_str)
     }
 
+    /// The secrets of `connector` in the file, as (name, value).
+    pub fn of<'a>(&'a self, connector: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.by_connector
+            .get(connector)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Sets a secret (tests and tools).
     pub fn insert(&mut self, connector: &str, name: &str, value: &str) {
         self.by_connector
@@ -112,9 +121,11 @@ impl Secrets {
 /// coarse file-system clock.
 pub struct SecretsFile {
     data_dir: PathBuf,
-    /// The bytes last read (`None`: no file) and what they gave.
-    last: Mutex<Option<(Option<Vec<u8>>, Arc<Secrets>)>>,
+    last: Mutex<Option<Parsed>>,
 }
+
+/// The bytes last read (`None`: no file) and what they gave.
+type Parsed = (Option<Vec<u8>>, Arc<Secrets>);
 
 impl SecretsFile {
     pub fn new(data_dir: PathBuf) -> Self {

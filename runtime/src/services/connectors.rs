@@ -24,8 +24,8 @@ use super::evaluator::{run_in, EvalError, Evaluation, Kind};
 use super::releases::Active;
 use crate::config::Language;
 use crate::connectors::{
-    Action, AppRef, CallEnv, CallError, Connector, Event, EventReply, Header, HttpResponse,
-    InboundRequest, LevyAssessor, SecretsFile,
+    Action, AppRef, CallEnv, CallError, Connector, Event, EventReply, Header, HeldRequest,
+    HttpResponse, InboundRequest, LevyAssessor, SecretsFile,
 };
 use crate::domain::application::Application;
 use crate::release::Release;
@@ -186,6 +186,9 @@ pub struct InvokeAnswer {
     pub actions: Vec<Action>,
     /// What applying them would do; nothing was applied, and kv writes were dropped.
     pub would_apply: Vec<Applied>,
+    /// The outbound requests the connector made, held back instead of sent (the connector
+    /// was told the connection failed): header names only, its secrets masked.
+    pub held_requests: Vec<HeldRequest>,
 }
 
 /// An action checked against the active release, ready to apply.
@@ -260,7 +263,8 @@ impl Connectors {
 
     /// What a call of a connector of `release` needs: its kv space in the store (kept in an
     /// overlay that is dropped for a dry run), the release's levy rules, the secrets as the data
-    /// folder holds them now, the office's time zone.
+    /// folder holds them now, the office's time zone. A dry run also holds outbound requests
+    /// back instead of sending them.
     pub fn env(&self, release: &Arc<Release>, dry_run: bool) -> CallEnv {
         let secrets = self.secrets.current();
         CallEnv {
@@ -273,6 +277,7 @@ impl Connectors {
             secrets,
             utc_offset_minutes: self.utc_offset.local_minus_utc() / 60,
             dry_run,
+            held: dry_run.then(Default::default),
         }
     }
 
@@ -301,6 +306,7 @@ impl Connectors {
         let release = self.release()?;
         let connector = self.connector(&release, name)?;
         let env = self.env(&release, true);
+        let held = env.held.clone().unwrap_or_default();
         let called = connector.clone();
         let crashed = |e| ConnectorError::Crashed(name.to_owned(), e);
         let (response, outcome, actions) = match (what.inbound, what.event) {
@@ -328,6 +334,7 @@ impl Connectors {
             }
         };
         let would_apply = self.apply(&connector, actions.clone(), true).await?;
+        let held_requests = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(InvokeAnswer {
             connector: connector.name().to_owned(),
             version: connector.version().to_owned(),
@@ -335,6 +342,7 @@ impl Connectors {
             outcome,
             actions,
             would_apply,
+            held_requests,
         })
     }
 
