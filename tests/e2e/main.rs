@@ -15,6 +15,7 @@ mod cli;
 mod concurrency;
 mod connectors;
 mod crash;
+mod delivery;
 mod diagnostics;
 mod flows;
 mod folder;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use crate::repo_root;
@@ -81,4 +82,39 @@ fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).expect("write temp");
     std::fs::rename(&tmp, path).expect("rename into place");
+}
+
+/// Rewrites `plugins/echo/echo.wasm` as a different but equivalent component (the fixture's
+/// with a custom section named `pintu-test` holding `tag` appended) and its manifest's `sha256`
+/// to match, component first; returns the new hash. The server sees a new release.
+pub fn replace_echo_component(plugins: &Path, tag: &str) -> String {
+    let mut wasm = std::fs::read(fixture_dir("echo").join("echo.wasm")).expect("read echo.wasm");
+    let name = b"pintu-test";
+    let mut payload = vec![u8::try_from(name.len()).expect("short name")];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    wasm.push(0); // custom section id
+    let mut size = payload.len();
+    loop {
+        // LEB128 section size.
+        let byte = u8::try_from(size & 0x7f).expect("7 bits");
+        size >>= 7;
+        if size == 0 {
+            wasm.push(byte);
+            break;
+        }
+        wasm.push(byte | 0x80);
+    }
+    wasm.extend_from_slice(&payload);
+    let sha = hex(&Sha256::digest(&wasm));
+    replace(&plugins.join("echo").join("echo.wasm"), &wasm);
+    let sha_for_manifest = sha.clone();
+    edit_manifest(plugins, "echo", move |doc| {
+        doc["sha256"] = value(sha_for_manifest);
+    });
+    sha
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -14,6 +14,7 @@ pub mod connectors;
 pub mod fake;
 pub mod fake_oss;
 pub mod fake_simbg;
+pub mod recorder;
 pub mod sample_connectors;
 
 use std::io::{BufRead, BufReader, Read};
