@@ -39,7 +39,7 @@ use crate::diagnostic::Diagnostic;
 use cache::{Cache, Counters};
 use call::{CallConnector, CallState};
 pub use engine::Allocation;
-pub use env::{CallEnv, HeldRequest, KvSpace, LevyAssessor, MemoryKv, NoLevy};
+pub use env::{CallEnv, HeldRequest, KvSpace, KvWrite, LevyAssessor, MemoryKv, NoLevy, PendingKv};
 pub use error::{CallError, CallFailure};
 pub use manifest::{Limits, Manifest, SUPPORTED_WIT};
 pub use secrets::{Secrets, SecretsFile};

@@ -169,14 +169,15 @@ async fn an_inbound_request_creates_its_draft_once_and_gets_the_connector_s_answ
     assert!(kinds.contains(&"application.external_changed"), "{kinds:?}");
     assert!(kinds.contains(&"application.note_added"), "{kinds:?}");
 
-    // An invalid action: 502 naming it, and none of the call's actions applied.
+    // An invalid action: 502 naming it, and none of the call's actions applied, nor the
+    // call's kv writes stored (a connector that notes "imported" must not find the note).
     let mut bad = draft("I-3");
     bad["permit"] = json!("imb");
     let (status, answer, _) = inbound(
         &server,
         "echo",
         "receiveNIB",
-        &json!({"draft": [draft("I-2"), bad]}),
+        &json!({"draft": [draft("I-2"), bad], "kv_set": {"imported": "I-2"}}),
         &[],
     )
     .await;
@@ -190,6 +191,21 @@ async fn an_inbound_request_creates_its_draft_once_and_gets_the_connector_s_answ
         "{message}"
     );
     assert_eq!(applications(&server).await.len(), 1, "I-2 was not created");
+    let (_, answer, _) = inbound(&server, "echo", "x", &json!({"kv_get": ["imported"]}), &[]).await;
+    assert_eq!(answer["kv"]["imported"], Value::Null, "{answer}");
+    // The same call with valid actions stores both.
+    let (status, answer, _) = inbound(
+        &server,
+        "echo",
+        "receiveNIB",
+        &json!({"draft": [draft("I-2")], "kv_set": {"imported": "I-2"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, answer, _) = inbound(&server, "echo", "x", &json!({"kv_get": ["imported"]}), &[]).await;
+    assert_eq!(answer["kv"]["imported"], "I-2", "{answer}");
+    assert_eq!(applications(&server).await.len(), 2, "I-2 was created");
 
     // The connector's own error.
     let (status, answer, _) =

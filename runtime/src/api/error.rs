@@ -202,6 +202,7 @@ impl AppError {
                     (StatusCode::SERVICE_UNAVAILABLE, "no_release")
                 }
                 ConnectorError::Crashed(..)
+                | ConnectorError::KvNotStored { .. }
                 | ConnectorError::Eval(_)
                 | ConnectorError::Application(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },

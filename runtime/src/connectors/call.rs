@@ -73,7 +73,7 @@ pub struct CallState {
     env: CallEnv,
     pub(crate) limiter: Limiter,
     deadline: Instant,
-    /// Kv writes of a dry run: key → value, `None` for a delete.
+    /// Kv writes of a dry run or held for the caller: key → value, `None` for a delete.
     overlay: HashMap<String, Option<Vec<u8>>>,
     kv_writes: u32,
     log_lines: u32,
@@ -296,7 +296,10 @@ impl CallState {
                 value.len()
             ));
         }
-        if self.env.dry_run {
+        if let Some(pending) = &self.env.pending_kv {
+            pending.push(key, Some(value.clone()));
+        }
+        if self.env.dry_run || self.env.pending_kv.is_some() {
             self.overlay.insert(key.to_owned(), Some(value));
             return Ok(());
         }
@@ -305,7 +308,10 @@ impl CallState {
 
     pub(crate) fn kv_delete(&mut self, key: &str) -> Result<(), String> {
         self.count_write(key)?;
-        if self.env.dry_run {
+        if let Some(pending) = &self.env.pending_kv {
+            pending.push(key, None);
+        }
+        if self.env.dry_run || self.env.pending_kv.is_some() {
             self.overlay.insert(key.to_owned(), None);
             return Ok(());
         }

@@ -21,6 +21,37 @@ pub struct CallEnv {
     /// and the guest sees a connection error saying so: an admin's dry run must not report to
     /// OSS or SIMBG for real.
     pub held: Option<Arc<Mutex<Vec<HeldRequest>>>>,
+    /// When set, the call's kv writes are kept here (and seen by its own reads) instead of
+    /// written; the caller stores them once the call's actions are applied
+    /// ([`PendingKv::commit`]), or drops them. A connector that records "imported" in kv and
+    /// asks for the import as an action must not find it recorded when the import failed.
+    pub pending_kv: Option<PendingKv>,
+}
+
+/// One kv write: the key and its new value, `None` for a delete.
+pub type KvWrite = (String, Option<Vec<u8>>);
+
+/// One call's kv writes, held until its actions are applied. Clones share the writes.
+#[derive(Debug, Clone, Default)]
+pub struct PendingKv(Arc<Mutex<Vec<KvWrite>>>);
+
+impl PendingKv {
+    pub(crate) fn push(&self, key: &str, value: Option<Vec<u8>>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_owned(), value));
+    }
+
+    /// Stores the writes in `kv` for `connector`, in the order the call made them, durably
+    /// when it returns `Ok`; they are then gone from here.
+    pub fn commit(&self, kv: &dyn KvSpace, connector: &str) -> Result<(), String> {
+        let writes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if writes.is_empty() {
+            return Ok(());
+        }
+        kv.write_all(connector, writes)
+    }
 }
 
 /// An outbound request a dry run held back, as an admin may see it: the header *names* only,
@@ -46,6 +77,7 @@ impl CallEnv {
             utc_offset_minutes: 0,
             dry_run: false,
             held: None,
+            pending_kv: None,
         }
     }
 }
@@ -66,6 +98,21 @@ pub trait KvSpace: Send + Sync {
     /// Durable when it returns `Ok`.
     fn set(&self, connector: &str, key: &str, value: &[u8]) -> Result<(), String>;
     fn delete(&self, connector: &str, key: &str) -> Result<(), String>;
+    /// Sets (`Some`) or deletes (`None`) each key in order; the store does it in one
+    /// transaction.
+    fn write_all(
+        &self,
+        connector: &str,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        for (key, value) in writes {
+            match value {
+                Some(v) => self.set(connector, &key, &v)?,
+                None => self.delete(connector, &key)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The office's own levy rules, as `POST /v1/permits/<permit>/levy` answers them.

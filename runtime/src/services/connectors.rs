@@ -25,7 +25,7 @@ use super::releases::Active;
 use crate::config::Language;
 use crate::connectors::{
     Action, AppRef, CallEnv, CallError, Connector, Event, EventReply, Header, HeldRequest,
-    HttpResponse, InboundRequest, LevyAssessor, SecretsFile,
+    HttpResponse, InboundRequest, LevyAssessor, PendingKv, SecretsFile,
 };
 use crate::domain::application::Application;
 use crate::release::Release;
@@ -55,6 +55,9 @@ pub enum ConnectorError {
         version: String,
         message: String,
     },
+    /// The call's actions were applied but its kv writes could not be stored.
+    #[error("connector `{connector}`: its kv writes were not stored: {message}")]
+    KvNotStored { connector: String, message: String },
     /// The task running the call ended without an answer.
     #[error("the call of connector `{0}` crashed: {1}")]
     Crashed(String, #[source] tokio::task::JoinError),
@@ -278,6 +281,7 @@ impl Connectors {
             utc_offset_minutes: self.utc_offset.local_minus_utc() / 60,
             dry_run,
             held: dry_run.then(Default::default),
+            pending_kv: None,
         }
     }
 
@@ -286,7 +290,13 @@ impl Connectors {
     pub async fn inbound(&self, name: &str, req: InboundRequest) -> Result<HttpResponse> {
         let release = self.release()?;
         let connector = self.connector(&release, name)?;
-        let env = self.env(&release, false);
+        // Its kv writes are stored only once its actions are applied (see `PendingKv`).
+        let pending = PendingKv::default();
+        let env = CallEnv {
+            pending_kv: Some(pending.clone()),
+            ..self.env(&release, false)
+        };
+        let kv = env.kv.clone();
         let called = connector.clone();
         let reply = tokio::task::spawn_blocking(move || called.handle_inbound(&env, req))
             .await
@@ -297,6 +307,14 @@ impl Connectors {
             message,
         })?;
         self.apply(&connector, reply.actions, false).await?;
+        let owner = connector.name().to_owned();
+        tokio::task::spawn_blocking(move || pending.commit(&*kv, &owner))
+            .await
+            .map_err(|e| ConnectorError::Crashed(name.to_owned(), e))?
+            .map_err(|message| ConnectorError::KvNotStored {
+                connector: connector.name().to_owned(),
+                message,
+            })?;
         Ok(reply.response)
     }
 

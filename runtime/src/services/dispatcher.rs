@@ -37,7 +37,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config;
-use crate::connectors::{Action, CallEnv, Connector, Event, EventOutcome, EventReply};
+use crate::connectors::{Action, CallEnv, Connector, Event, EventOutcome, EventReply, PendingKv};
 use crate::domain::application::Application;
 use crate::store::deliveries::{
     Attempt, DeliveryOp, DeliveryOutcome, DeliveryRecord, DeliveryRefusal, DeliveryState,
@@ -47,11 +47,21 @@ use crate::store::{Page, Store, StoreError};
 /// A boxed future (the [`Source`] trait's async method).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One connector's calls, as the dispatcher makes them. Both are synchronous: the dispatcher
+/// One connector's calls, as the dispatcher makes them. All are synchronous: the dispatcher
 /// runs them on the blocking pool. An `Err` is a failed call (trap, timeout, ...), named.
+///
+/// A call's kv writes are held in `pending` and stored by [`Outlet::keep`] only once its
+/// actions are applied: a connector that notes "sent" or "imported" in kv must not find the
+/// note when the host could not apply what it asked for (the next attempt or sync then does it
+/// again).
 pub trait Outlet: Send + Sync {
-    fn handle_event(&self, event: Event) -> Result<EventReply, String>;
-    fn sync(&self) -> Result<Vec<Action>, String>;
+    fn handle_event(&self, event: Event, pending: &PendingKv) -> Result<EventReply, String>;
+    fn sync(&self, pending: &PendingKv) -> Result<Vec<Action>, String>;
+    /// Stores the held kv writes of a call, durably when it returns `Ok`.
+    fn keep(&self, pending: PendingKv) -> Result<(), String> {
+        drop(pending);
+        Ok(())
+    }
 }
 
 /// A connector loaded by the host, called with the environment of its release.
@@ -60,15 +70,31 @@ pub struct ConnectorOutlet {
     pub env: Arc<CallEnv>,
 }
 
+impl ConnectorOutlet {
+    /// The release's environment, with this call's kv writes held in `pending`.
+    fn env(&self, pending: &PendingKv) -> CallEnv {
+        CallEnv {
+            pending_kv: Some(pending.clone()),
+            ..(*self.env).clone()
+        }
+    }
+}
+
 impl Outlet for ConnectorOutlet {
-    fn handle_event(&self, event: Event) -> Result<EventReply, String> {
+    fn handle_event(&self, event: Event, pending: &PendingKv) -> Result<EventReply, String> {
         self.connector
-            .handle_event(&self.env, event)
+            .handle_event(&self.env(pending), event)
             .map_err(|e| e.to_string())
     }
 
-    fn sync(&self) -> Result<Vec<Action>, String> {
-        self.connector.sync(&self.env).map_err(|e| e.to_string())
+    fn sync(&self, pending: &PendingKv) -> Result<Vec<Action>, String> {
+        self.connector
+            .sync(&self.env(pending))
+            .map_err(|e| e.to_string())
+    }
+
+    fn keep(&self, pending: PendingKv) -> Result<(), String> {
+        pending.commit(&*self.env.kv, self.connector.name())
     }
 }
 
@@ -455,28 +481,49 @@ impl Dispatcher {
             }
         }
         let number = d.attempts.saturating_add(1);
-        let attempt = match self.call(target, &d, number).await {
+        let pending = PendingKv::default();
+        let attempt = match self.call(target, &d, number, &pending).await {
             Ok(reply) => match reply.outcome {
                 EventOutcome::Ok => match self.apply(target, reply.actions).await {
-                    Ok(()) => Attempt::Delivered { at: Utc::now() },
+                    Ok(()) => match self.keep(target, pending).await {
+                        Ok(()) => Attempt::Delivered { at: Utc::now() },
+                        Err(e) => retry_or_dead(
+                            &self.settings,
+                            number,
+                            format!("its kv writes were not stored: {e}"),
+                        ),
+                    },
+                    // Its kv writes are dropped with its actions: the retry makes both again.
                     Err(e) => retry_or_dead(
                         &self.settings,
                         number,
                         format!("its actions were not applied: {e}"),
                     ),
                 },
-                // Its actions are not applied: the retry will produce them again.
+                // Its actions are not applied (the retry will produce them again); its kv
+                // writes (a renewed login, say) are its own state and are kept.
                 EventOutcome::RetryLater(reason) => {
+                    if let Err(e) = self.keep(target, pending).await {
+                        tracing::warn!("kv writes of `{}` were not stored: {e}", target.name);
+                    }
                     retry_or_dead(&self.settings, number, format!("retry later: {reason}"))
                 }
                 // Final: its actions (e.g. a note saying why) are applied.
                 EventOutcome::Failed(reason) => {
-                    if let Err(e) = self.apply(target, reply.actions).await {
-                        tracing::warn!(
+                    match self.apply(target, reply.actions).await {
+                        Ok(()) => {
+                            if let Err(e) = self.keep(target, pending).await {
+                                tracing::warn!(
+                                    "kv writes of `{}` were not stored: {e}",
+                                    target.name
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(
                             "actions of `{}` for delivery {} were not applied: {e}",
                             target.name,
                             d.id
-                        );
+                        ),
                     }
                     Attempt::Dead {
                         error: format!("failed: {reason}"),
@@ -511,12 +558,21 @@ impl Dispatcher {
         self.source.apply(target, actions).await
     }
 
+    /// Stores the held kv writes of a call whose actions were applied.
+    async fn keep(&self, target: &Target, pending: PendingKv) -> Result<(), String> {
+        let outlet = target.outlet.clone();
+        tokio::task::spawn_blocking(move || outlet.keep(pending))
+            .await
+            .map_err(|e| format!("storing them ended abnormally: {e}"))?
+    }
+
     /// Builds the event (with the application's current view) and calls the connector.
     async fn call(
         &self,
         target: &Target,
         d: &DeliveryRecord,
         attempt: u32,
+        pending: &PendingKv,
     ) -> Result<EventReply, String> {
         let (seq, app_id) = (d.seq, d.application.clone());
         let (event, app) = self
@@ -539,8 +595,8 @@ impl Dispatcher {
             idempotency_key: d.idempotency_key.clone(),
             attempt,
         };
-        let outlet = target.outlet.clone();
-        tokio::task::spawn_blocking(move || outlet.handle_event(event))
+        let (outlet, pending) = (target.outlet.clone(), pending.clone());
+        tokio::task::spawn_blocking(move || outlet.handle_event(event, &pending))
             .await
             .map_err(|e| format!("the call ended abnormally: {e}"))?
     }
@@ -562,20 +618,26 @@ impl Dispatcher {
         }
         let (this, target, flight) = (self.clone(), target.clone(), flight.clone());
         tasks.spawn(async move {
-            let outlet = target.outlet.clone();
-            let result = tokio::task::spawn_blocking(move || outlet.sync())
+            let (outlet, pending) = (target.outlet.clone(), PendingKv::default());
+            let held = pending.clone();
+            let result = tokio::task::spawn_blocking(move || outlet.sync(&held))
                 .await
                 .map_err(|e| format!("the call ended abnormally: {e}"))
                 .and_then(|r| r);
             match result {
                 Ok(actions) => {
                     let n = actions.len();
-                    match this.apply(&target, actions).await {
+                    let applied = match this.apply(&target, actions).await {
+                        Ok(()) => this
+                            .keep(&target, pending)
+                            .await
+                            .map_err(|e| format!("its kv writes were not stored: {e}")),
+                        // Its kv writes are dropped: the next sync sees what it saw now.
+                        Err(e) => Err(format!("its actions were not applied: {e}")),
+                    };
+                    match applied {
                         Ok(()) => tracing::info!("sync of `{}`: {n} actions applied", target.name),
-                        Err(e) => tracing::warn!(
-                            "sync of `{}`: its actions were not applied: {e}",
-                            target.name
-                        ),
+                        Err(e) => tracing::warn!("sync of `{}`: {e}", target.name),
                     }
                 }
                 Err(e) => tracing::warn!("sync of `{}` failed: {e}", target.name),
@@ -655,7 +717,7 @@ mod tests {
     }
 
     impl Outlet for Recorder {
-        fn handle_event(&self, event: Event) -> Result<EventReply, String> {
+        fn handle_event(&self, event: Event, _: &PendingKv) -> Result<EventReply, String> {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_running.fetch_max(now, Ordering::SeqCst);
             std::thread::yield_now();
@@ -686,7 +748,7 @@ mod tests {
             })
         }
 
-        fn sync(&self) -> Result<Vec<Action>, String> {
+        fn sync(&self, _: &PendingKv) -> Result<Vec<Action>, String> {
             Ok(vec![])
         }
     }
@@ -916,8 +978,16 @@ mod tests {
 
     /// The `echo` fixture as the host loads it, delivering through a store on disk.
     fn echo_target(store: &Store, name: &str) -> Target {
+        echo_target_with(store, name, "")
+    }
+
+    /// The `echo` fixture with `config` (TOML lines) added to its manifest's `[config]`.
+    fn echo_target_with(store: &Store, name: &str, config: &str) -> Target {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/fixtures/echo");
-        let manifest = std::fs::read(dir.join("connector.toml")).unwrap();
+        let manifest = std::fs::read_to_string(dir.join("connector.toml"))
+            .unwrap()
+            .replace("[config]\n", &format!("[config]\n{config}\n"))
+            .into_bytes();
         let files = BTreeMap::from([
             ("connector.toml".to_owned(), manifest),
             (
@@ -1038,5 +1108,67 @@ mod tests {
         for key in ["echo:1", "echo:2", "echo:3"] {
             assert_eq!(kv.matches(key).count(), 1, "{key} once in {kv}");
         }
+    }
+
+    /// Applies nothing while `fails` is above zero (counting down), then everything.
+    struct ApplyFails(Target, AtomicUsize);
+
+    impl Source for ApplyFails {
+        fn targets(&self) -> Vec<Target> {
+            vec![self.0.clone()]
+        }
+        fn snapshot(&self, app: Application) -> String {
+            serde_json::json!({ "id": app.id }).to_string()
+        }
+        fn apply<'a>(&'a self, _: &'a Target, _: Vec<Action>) -> BoxFuture<'a, Result<(), String>> {
+            let failed = self
+                .1
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            Box::pin(async move {
+                if failed {
+                    Err("the store is unavailable".into())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kv_writes_of_an_attempt_whose_actions_fail_are_dropped_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        // Echo notes each event in kv and asks for a note action on the application.
+        let target = echo_target_with(&store, "echo", "note_events = true");
+        let outbox = Outbox::new(store.clone());
+        let dispatcher = Arc::new(Dispatcher::new(
+            &outbox,
+            settings(),
+            Arc::new(ApplyFails(target, AtomicUsize::new(1))),
+        ));
+        let running = dispatcher.spawn();
+        until("the cursor is placed", || {
+            store.delivery_cursor("echo").unwrap().is_some()
+        })
+        .await;
+        new_app(&store, 1).await;
+        let delivered = || {
+            store
+                .deliveries(Some("echo"), Some(DeliveryState::Delivered), 10, None)
+                .unwrap()
+                .items
+        };
+        until("the event is delivered", || !delivered().is_empty()).await;
+        running.stop().await;
+        assert_eq!(delivered()[0].record().unwrap().attempts, 2);
+        // The first attempt's kv write went with its failed actions: echo's record shows the
+        // event once, from the attempt that was applied.
+        let kv = crate::connectors::KvSpace::get(&store, "echo", "events")
+            .unwrap()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        assert_eq!(kv.matches("echo:1").count(), 1, "{kv}");
+        assert!(kv.contains(r#""attempt":2"#), "{kv}");
     }
 }

@@ -49,6 +49,24 @@ impl KvSpace for Store {
         .map(drop)
         .map_err(|e| format!("kv write failed: {e}"))
     }
+
+    fn write_all(
+        &self,
+        connector: &str,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        let ops = writes
+            .into_iter()
+            .map(|(key, value)| Op::ConnectorKv {
+                connector: connector.to_owned(),
+                key,
+                value,
+            })
+            .collect();
+        self.write_blocking(ops)
+            .map(drop)
+            .map_err(|e| format!("kv write failed: {e}"))
+    }
 }
 
 #[cfg(test)]
