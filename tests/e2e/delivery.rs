@@ -7,6 +7,7 @@
 //! connector replaced while events flow.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,9 +15,7 @@ use std::time::Duration;
 use pintu_tests::applications::{
     all_events, applicant, id_of, pbg_data, submit_pbg, transition, Office,
 };
-use pintu_tests::connectors::{
-    allow_hosts, copy_fixture, edit_manifest, replace_echo_component, set_config,
-};
+use pintu_tests::connectors::{allow_hosts, copy_fixture, replace_echo_component, set_config};
 use pintu_tests::fake::Failure;
 use pintu_tests::recorder::Recorder;
 use pintu_tests::sample_connectors::{wait_until, Setup};
@@ -40,38 +39,25 @@ fn setup(recorder: &Recorder, max_attempts: u32) -> Setup {
         &setup.dir.path().join("pintu.toml"),
         &settings(max_attempts),
     );
-    let plugins = setup.plugins();
-    copy_fixture(&plugins, "echo");
-    allow_hosts(&plugins, "echo", &[&recorder.origin()]);
+    install_echo(&setup.plugins(), recorder);
+    setup
+}
+
+/// `plugins/echo/`, forwarding every event to `recorder`.
+fn install_echo(plugins: &Path, recorder: &Recorder) {
+    copy_fixture(plugins, "echo");
+    allow_hosts(plugins, "echo", &[&recorder.origin()]);
     set_config(
-        &plugins,
+        plugins,
         "echo",
         "forward_to",
         &format!("\"{}\"", recorder.url()),
     );
-    // A sync when it starts serving: the sign that the dispatcher has scheduled echo once,
-    // which places its cursor (a connector's first scheduling starts at the end of the outbox).
-    edit_manifest(&plugins, "echo", |m| {
-        m["sync_every"] = toml_edit::value("1h")
-    });
-    setup
 }
 
-/// Starts the server on `setup` and waits until the dispatcher has scheduled `echo`.
+/// Starts the server on `setup`; returns once a release (and with it `echo`) serves.
 async fn serve(setup: &Setup) -> Server {
-    let server = setup.serve().await;
-    wait_until(&server, "echo's first sync", PATIENCE, async || {
-        let (_, v) = server.admin_get("/admin/connectors").await;
-        let echo = v["connectors"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "echo")?
-            .clone();
-        // Its first call (no event exists yet) is the sync after the first scheduling.
-        (echo["calls"].as_u64()? >= 1).then_some(())
-    })
-    .await;
-    server
+    setup.serve().await
 }
 
 /// The outbox events `echo` wants (all types the applications service writes), by seq.
@@ -284,6 +270,49 @@ async fn each_event_reaches_the_outside_system_once_in_order_per_application() {
         all.iter()
             .all(|d| d["state"] == "delivered" && d["attempts"] == 1),
         "{all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_added_by_a_reload_gets_every_event_from_the_moment_it_serves() {
+    let recorder = Recorder::start();
+    let setup = Setup::new();
+    // The dispatcher looks for new connectors only when something wakes it: here, the first
+    // event after the reload.
+    write_file(
+        &setup.dir.path().join("pintu.toml"),
+        "[connectors]\npoll_interval_ms = 60000\n",
+    );
+    let server = serve(&setup).await;
+    let office = Office::create(&server).await;
+    let before = new_pbg(&server, &office, "Pemohon Sebelum").await;
+
+    let old = server.release().await;
+    install_echo(&setup.plugins(), &recorder);
+    server.wait_for_new_release(old.as_deref(), PATIENCE).await;
+    // Once the release with echo serves, each change is for echo, the first one included.
+    let first = id_of(&new_pbg(&server, &office, "Pemohon Pertama").await);
+    let second = id_of(&new_pbg(&server, &office, "Pemohon Kedua").await);
+    let mut expected = vec![first, second];
+    expected.sort();
+    wait_until(
+        &server,
+        "two events at the recorder",
+        PATIENCE,
+        async || (recorder.accepted().len() >= expected.len()).then_some(()),
+    )
+    .await;
+    let mut sent: Vec<String> = recorder
+        .accepted()
+        .iter()
+        .map(|b| b["application"].as_str().unwrap().to_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        expected,
+        "not {} (before echo served)",
+        id_of(&before)
     );
 }
 

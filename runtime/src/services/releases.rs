@@ -16,6 +16,7 @@ use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
 use crate::release::{self, BuildReport, ConnectorSetup, PluginFiles, Release, SourceTree};
+use crate::store::deliveries::DeliveryOp;
 use crate::store::records::{ActivationRecord, PinRecord, ReleaseRecord, ReloadRecord};
 use crate::store::{Op, Page, Store, StoreError};
 
@@ -598,6 +599,18 @@ impl ReleaseManager {
             by: by.to_string(),
             reason: reason.to_owned(),
         }));
+        if !release.connectors.is_empty() {
+            // INVARIANT: a connector's delivery cursor exists before it serves: an event
+            // committed once it serves but before the dispatcher first schedules it (up to
+            // `poll_interval_ms` later) is delivered, not passed over as "before it existed".
+            ops.push(Op::Delivery(DeliveryOp::Start {
+                connectors: release
+                    .connectors
+                    .values()
+                    .map(|c| c.name().to_owned())
+                    .collect(),
+            }));
+        }
         // A flow change may remove steps where applications wait: still accepted (the folder
         // is the truth), but the reload log says how many now need an admin to re-route them.
         let stranded = self.stranded_by(&release).await;

@@ -115,6 +115,11 @@ pub enum DeliveryOp {
     },
     /// A dead letter becomes pending again, due now, with its attempts reset.
     Revive { id: u64, now: DateTime<Utc> },
+    /// Each of `connectors` without a cursor starts at the current end of the outbox. Written
+    /// with the activation of a release that brings them, so that every event committed once
+    /// they serve is after their cursor, however late their first scheduling comes. Answers
+    /// the number of cursors placed.
+    Start { connectors: Vec<String> },
 }
 
 /// Why [`DeliveryOp::Revive`] changed nothing.
@@ -221,6 +226,7 @@ pub(super) fn apply(
             put(txn, Some(&old), &d)?;
             Ok(DeliveryOutcome::Count(1))
         }
+        DeliveryOp::Start { connectors } => start(txn, connectors).map(DeliveryOutcome::Count),
         DeliveryOp::Revive { id, now } => {
             let Some(old) = get(txn, *id)? else {
                 return Ok(DeliveryOutcome::Revived(Err(DeliveryRefusal::NotFound(
@@ -241,6 +247,22 @@ pub(super) fn apply(
             Ok(DeliveryOutcome::Revived(Ok(d)))
         }
     }
+}
+
+fn start(txn: &WriteTransaction, connectors: &[String]) -> Result<u64, StoreError> {
+    let end = txn
+        .open_table(EVENTS)?
+        .last()?
+        .map_or(0, |(k, _)| k.value());
+    let mut cursors = txn.open_table(DELIVERY_CURSORS)?;
+    let mut placed = 0;
+    for connector in connectors {
+        if cursors.get(connector.as_str())?.is_none() {
+            cursors.insert(connector.as_str(), end)?;
+            placed += 1;
+        }
+    }
+    Ok(placed)
 }
 
 fn schedule(
@@ -561,6 +583,34 @@ mod tests {
             0
         );
         assert_eq!(store.delivery_cursor("oss-rba").unwrap(), Some(4));
+    }
+
+    #[test]
+    fn a_connector_started_with_its_release_gets_the_events_before_its_first_scheduling() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        app_event(&store, &["application.submitted"]);
+        schedule(&store, "oss-rba", &["application.submitted"], 100);
+        // The release bringing echo is activated: its cursor is placed at the outbox's end, an
+        // existing cursor is left alone.
+        let start = DeliveryOp::Start {
+            connectors: vec!["echo".into(), "oss-rba".into()],
+        };
+        assert_eq!(run(&store, start.clone()), DeliveryOutcome::Count(1));
+        assert_eq!(store.delivery_cursor("echo").unwrap(), Some(1));
+        // An application changes before the dispatcher first schedules echo: it is delivered.
+        let a = app_event(&store, &["application.submitted"]);
+        assert_eq!(schedule(&store, "echo", &["application.submitted"], 100), 1);
+        let queue = store.pending_deliveries("echo", 100).unwrap();
+        assert_eq!(queue.len(), 1, "{queue:?}");
+        assert_eq!(
+            (queue[0].seq, queue[0].application.as_str()),
+            (2, a.as_str())
+        );
+        // Activating it again (a restart, a reactivation) moves no cursor.
+        assert_eq!(run(&store, start), DeliveryOutcome::Count(0));
+        assert_eq!(store.delivery_cursor("echo").unwrap(), Some(2));
+        assert_eq!(store.delivery_cursor("oss-rba").unwrap(), Some(1));
     }
 
     #[test]
