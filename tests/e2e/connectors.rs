@@ -4,13 +4,11 @@
 //! answering, a component replaced under a stream of requests, an older release (and a restart
 //! from the store) bringing its connectors back byte for byte, and the admin's list and dry runs.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pintu_tests::connectors::{copy_fixture, edit_manifest, fixture_dir, set_config};
+use pintu_tests::connectors::{copy_fixture, fixture_dir, replace_echo_component, set_config};
 use pintu_tests::{into_json, uji_server_plugins, write_uji, Server};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -62,44 +60,6 @@ async fn connectors(server: &Server) -> Vec<Value> {
     let (status, v) = server.admin_get("/admin/connectors").await;
     assert_eq!(status, 200, "{v}");
     v["connectors"].as_array().cloned().unwrap_or_default()
-}
-
-/// Rewrites `plugins/echo/echo.wasm` as a different but equivalent component (a custom section
-/// named `pintu-test` holding `tag` appended) and its manifest's `sha256` to match; returns the
-/// new hash.
-fn replace_echo_component(plugins: &Path, tag: &str) -> String {
-    let mut wasm = std::fs::read(fixture_dir("echo").join("echo.wasm")).unwrap();
-    let name = b"pintu-test";
-    let mut payload = vec![u8::try_from(name.len()).unwrap()];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    wasm.push(0); // custom section id
-    let mut size = payload.len();
-    loop {
-        // LEB128 section size.
-        let byte = u8::try_from(size & 0x7f).unwrap();
-        size >>= 7;
-        if size == 0 {
-            wasm.push(byte);
-            break;
-        }
-        wasm.push(byte | 0x80);
-    }
-    wasm.extend_from_slice(&payload);
-    let sha = hex(&Sha256::digest(&wasm));
-    let dir = plugins.join("echo");
-    let tmp = dir.join("echo.partial");
-    std::fs::write(&tmp, &wasm).unwrap();
-    std::fs::rename(&tmp, dir.join("echo.wasm")).unwrap();
-    let sha_for_manifest = sha.clone();
-    edit_manifest(plugins, "echo", move |doc| {
-        doc["sha256"] = toml_edit::value(sha_for_manifest);
-    });
-    sha
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn manifest_sha(name: &str) -> String {
