@@ -473,11 +473,15 @@ async fn acknowledged_applications_survive_repeated_kills() {
             after += e.after_kill;
             endings.push(e.how);
         }
-        assert!(
-            cut_off > 0,
-            "kill {kill}: no write was in flight when the server was killed:\n{}",
-            endings.join("\n")
-        );
+        // A request seen in flight just before the kill may still finish first on a loaded
+        // machine; a round without a cut-off write is weaker, not wrong. The whole run must
+        // cut some off (asserted below), or it tested nothing.
+        if cut_off == 0 {
+            println!(
+                "kill {kill}: every write in flight finished before the kill:\n{}",
+                endings.join("\n")
+            );
+        }
         cut_off_total += cut_off;
 
         server = Server::start(&rules, &data, &[]);
@@ -503,4 +507,8 @@ async fn acknowledged_applications_survive_repeated_kills() {
         acked.len()
     );
     assert!(completed > 0, "no application went through the whole flow");
+    assert!(
+        cut_off_total > 0,
+        "no kill of {KILLS} cut off a write in flight: the run tested no crash mid-write"
+    );
 }
