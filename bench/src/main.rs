@@ -22,6 +22,11 @@ use pintu::release::{build, SourceTree};
 use pintu::services::evaluator::{run, Evaluation, Kind};
 use serde_json::{json, Value as Json};
 
+/// The allocator of the `pintu` binary: the native baselines served and run by this process
+/// then differ from Pintu in the rules engine only.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     quick: bool,
     rules: PathBuf,
@@ -29,6 +34,27 @@ struct Args {
     /// Set: serve the native endpoint with its store in this folder (the HTTP rows' baseline,
     /// run by the harness itself as a separate process).
     serve_native: Option<PathBuf>,
+    /// Set: measure only these groups of rows (`--only levy,reload`).
+    only: Option<Vec<String>>,
+}
+
+/// The groups of rows `--only` can pick, in the order the table prints them.
+const GROUPS: &[&str] = &[
+    "levy",
+    "connector",
+    "http",
+    "scale",
+    "writes",
+    "submissions",
+];
+
+impl Args {
+    /// Whether the run measures `group`.
+    fn wants(&self, group: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|g| g == group))
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -38,6 +64,7 @@ fn parse_args() -> Result<Args> {
         rules: root.join("rules"),
         work_dir: root.join("target").join("pintu-bench"),
         serve_native: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -45,12 +72,22 @@ fn parse_args() -> Result<Args> {
             "--quick" => args.quick = true,
             "--rules" => args.rules = it.next().context("--rules needs a folder")?.into(),
             "--work-dir" => args.work_dir = it.next().context("--work-dir needs a folder")?.into(),
+            "--only" => {
+                let list = it.next().context("--only needs a list of groups")?;
+                let groups: Vec<String> = list.split(',').map(|g| g.trim().to_owned()).collect();
+                if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+                    bail!("--only: unknown group {bad:?}; the groups are {}", GROUPS.join(", "));
+                }
+                args.only = Some(groups);
+            }
             "--serve-native" => {
                 args.serve_native = Some(it.next().context("--serve-native needs a folder")?.into())
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: pintu-bench [--quick] [--rules DIR] [--work-dir DIR]\n\
+                    "usage: pintu-bench [--quick] [--only GROUPS] [--rules DIR] [--work-dir DIR]\n\
+                     --only      measure only these comma-separated groups of rows: levy,\n\
+                     \x20           connector, http, scale (start and reload), writes, submissions\n\
                      --rules     rules folder with the pbg permit type (default: the repository's rules/)\n\
                      --work-dir  where the databases and generated trees are written; put it on\n\
                      \x20           the disk to measure (default: target/pintu-bench)\n\
@@ -366,9 +403,14 @@ fn main() -> Result<()> {
     );
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
-    let mut rows = levy_rows(&args)?;
-    eprintln!("connector calls");
-    rows.extend(connector::rows(&args)?);
+    let mut rows = Vec::new();
+    if args.wants("levy") {
+        rows.extend(levy_rows(&args)?);
+    }
+    if args.wants("connector") {
+        eprintln!("connector calls");
+        rows.extend(connector::rows(&args)?);
+    }
 
     let bin = server::pintu_bin()?;
     let config = args.work_dir.join("pintu.toml");
@@ -400,13 +442,21 @@ fn main() -> Result<()> {
             .build()?,
         case_b_total,
     };
-    eprintln!("HTTP levy");
-    rows.extend(http::rows(&bench)?);
-    rows.extend(scale_rows(&bench, &mut notes)?);
-    eprintln!("durable writes");
-    rows.extend(durable_rows(&bench.args)?);
-    eprintln!("durable submissions");
-    rows.extend(submissions::rows(&bench)?);
+    if bench.args.wants("http") {
+        eprintln!("HTTP levy");
+        rows.extend(http::rows(&bench)?);
+    }
+    if bench.args.wants("scale") {
+        rows.extend(scale_rows(&bench, &mut notes)?);
+    }
+    if bench.args.wants("writes") {
+        eprintln!("durable writes");
+        rows.extend(durable_rows(&bench.args)?);
+    }
+    if bench.args.wants("submissions") {
+        eprintln!("durable submissions");
+        rows.extend(submissions::rows(&bench)?);
+    }
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");
     for r in rows {

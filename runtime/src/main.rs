@@ -12,6 +12,12 @@ use pintu::auth::users::NewUser;
 use pintu::config::{Config, Limits, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR, DEFAULT_PLUGINS_DIR};
 use pintu::release::{self, ConnectorSetup, PluginFiles, SourceTree};
 use pintu::services::recorder::{audit_op, Actor, AuditAction};
+
+/// mimalloc rather than glibc's allocator: a reload holds tens of thousands of small rule files
+/// while the server allocates per request, and glibc's free lists fragmented under that mix
+/// (docs/benchmarks.md, "Reload").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pintu::services::users;
 
 #[derive(Parser)]

@@ -434,7 +434,7 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
         if top == LIB_DIR {
             match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
                 Some(name) => {
-                    libs.insert(name.to_owned(), (path.clone(), text.clone()));
+                    libs.insert(name.to_owned(), (path.clone(), text.to_string()));
                 }
                 None if rest.ends_with(".md") => {}
                 None => problems.push(Diagnostic::file(
@@ -444,7 +444,7 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
             }
             continue;
         }
-        folders.entry(top).or_default().insert(rest, text.as_str());
+        folders.entry(top).or_default().insert(rest, &**text);
     }
     (libs, folders, problems)
 }

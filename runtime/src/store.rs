@@ -211,17 +211,18 @@ pub(crate) fn source_key(text: &str) -> String {
 
 /// Stores `sources` (`{path: text}`) as the release `id`: each body not stored yet goes into
 /// `source_files`, and the release's entry in `release_sources` maps each path to its key.
-pub(crate) fn put_sources(
+pub(crate) fn put_sources<T: AsRef<str>>(
     txn: &redb::WriteTransaction,
     id: &str,
-    sources: &BTreeMap<String, String>,
+    sources: &BTreeMap<String, T>,
 ) -> Result<(), StoreError> {
     let mut files = txn.open_table(SOURCE_FILES)?;
     let mut manifest = BTreeMap::new();
     for (path, text) in sources {
+        let text = text.as_ref();
         let key = source_key(text);
         if files.get(key.as_str())?.is_none() {
-            files.insert(key.as_str(), encode(text)?.as_slice())?;
+            files.insert(key.as_str(), encode(&text)?.as_slice())?;
         }
         manifest.insert(path.as_str(), key);
     }
@@ -1059,7 +1060,7 @@ mod tests {
                 fixtures: 0,
                 files: 3,
             },
-            sources: files(rate),
+            sources: files(rate).into_iter().map(|(p, t)| (p, t.into())).collect(),
         };
         store
             .write_blocking(vec![release("lama", 2, "1"), release("baru", 1, "2")])

@@ -42,6 +42,11 @@ fn at(minute: u32) -> DateTime<Utc> {
         .unwrap()
 }
 
+/// The texts as a release holds them.
+fn shared(files: BTreeMap<String, String>) -> BTreeMap<String, std::sync::Arc<str>> {
+    files.into_iter().map(|(p, t)| (p, t.into())).collect()
+}
+
 fn sources(levy_rate: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
@@ -253,7 +258,7 @@ fn v1_writes() -> Vec<Vec<Op>> {
         vec![
             Op::Release {
                 record: release(FIRST, 0),
-                sources: sources("2500"),
+                sources: shared(sources("2500")),
             },
             Op::Activate(activation(FIRST, 0, "start", "folder")),
             Op::Reload(r1),
@@ -266,7 +271,7 @@ fn v1_writes() -> Vec<Vec<Op>> {
         vec![
             Op::Release {
                 record: release(SECOND, 10),
-                sources: sources("2600"),
+                sources: shared(sources("2600")),
             },
             Op::Activate(activation(SECOND, 10, "admin", "reload")),
             Op::Reload(r3),

@@ -27,7 +27,7 @@ pub enum Op {
     /// Store a release and its sources (idempotent: the id is the content hash).
     Release {
         record: ReleaseRecord,
-        sources: BTreeMap<String, String>,
+        sources: BTreeMap<String, std::sync::Arc<str>>,
     },
     /// Store the connector files of a release (`{"<name>/<file>": bytes}`), in the same list
     /// as its `Release`.
