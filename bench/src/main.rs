@@ -76,7 +76,10 @@ fn parse_args() -> Result<Args> {
                 let list = it.next().context("--only needs a list of groups")?;
                 let groups: Vec<String> = list.split(',').map(|g| g.trim().to_owned()).collect();
                 if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
-                    bail!("--only: unknown group {bad:?}; the groups are {}", GROUPS.join(", "));
+                    bail!(
+                        "--only: unknown group {bad:?}; the groups are {}",
+                        GROUPS.join(", ")
+                    );
                 }
                 args.only = Some(groups);
             }
@@ -412,50 +415,16 @@ fn main() -> Result<()> {
         rows.extend(connector::rows(&args)?);
     }
 
-    let bin = server::pintu_bin()?;
-    let config = args.work_dir.join("pintu.toml");
-    std::fs::write(&config, SERVER_CONFIG)
-        .with_context(|| format!("writing {}", config.display()))?;
-    let toml_path = args.rules.join("pbg").join("permit.toml");
-    let case_b_total = native::PbgRules::from_toml(
-        &std::fs::read_to_string(&toml_path)
-            .with_context(|| format!("reading {}", toml_path.display()))?,
-    )?
-    .levy(&case_b())?
-    .total;
-    let mut notes = vec![
-        format!("server: {}", bin.display()),
-        format!(
-            "settings of every server started (pintu.toml): {}",
-            SERVER_CONFIG.trim().replace('\n', " ")
-        ),
-        "load generator: reqwest clients (one keep-alive connection each) in the harness \
-         process, on the same 2 cores as the server under test"
-            .to_owned(),
-    ];
-    let bench = Bench {
-        args,
-        bin,
-        config,
-        rt: tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
-        case_b_total,
-    };
-    if bench.args.wants("http") {
-        eprintln!("HTTP levy");
-        rows.extend(http::rows(&bench)?);
-    }
-    if bench.args.wants("scale") {
-        rows.extend(scale_rows(&bench, &mut notes)?);
-    }
-    if bench.args.wants("writes") {
+    let mut notes = Vec::new();
+    // The server groups need the `pintu` binary (built first when PINTU_BIN is not set).
+    if ["http", "scale", "submissions"]
+        .iter()
+        .any(|g| args.wants(g))
+    {
+        rows.extend(server_rows(args, &mut notes)?);
+    } else if args.wants("writes") {
         eprintln!("durable writes");
-        rows.extend(durable_rows(&bench.args)?);
-    }
-    if bench.args.wants("submissions") {
-        eprintln!("durable submissions");
-        rows.extend(submissions::rows(&bench)?);
+        rows.extend(durable_rows(&args)?);
     }
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");
@@ -470,4 +439,56 @@ fn main() -> Result<()> {
         println!("- {n}");
     }
     Ok(())
+}
+
+/// The rows that run servers (and the durable writes, measured between them).
+fn server_rows(args: Args, notes: &mut Vec<String>) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let bin = server::pintu_bin()?;
+    let config = args.work_dir.join("pintu.toml");
+    std::fs::write(&config, SERVER_CONFIG)
+        .with_context(|| format!("writing {}", config.display()))?;
+    let toml_path = args.rules.join("pbg").join("permit.toml");
+    let case_b_total = native::PbgRules::from_toml(
+        &std::fs::read_to_string(&toml_path)
+            .with_context(|| format!("reading {}", toml_path.display()))?,
+    )?
+    .levy(&case_b())?
+    .total;
+    notes.extend([
+        format!("server: {}", bin.display()),
+        format!(
+            "settings of every server started (pintu.toml): {}",
+            SERVER_CONFIG.trim().replace('\n', " ")
+        ),
+        "load generator: reqwest clients (one keep-alive connection each) in the harness \
+         process, on the same 2 cores as the server under test"
+            .to_owned(),
+    ]);
+    let bench = Bench {
+        args,
+        bin,
+        config,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        case_b_total,
+    };
+    if bench.args.wants("http") {
+        eprintln!("HTTP levy");
+        rows.extend(http::rows(&bench)?);
+    }
+    if bench.args.wants("scale") {
+        rows.extend(scale_rows(&bench, notes)?);
+    }
+    // Between the server groups, as before `--only` existed.
+    if bench.args.wants("writes") {
+        eprintln!("durable writes");
+        rows.extend(durable_rows(&bench.args)?);
+    }
+    if bench.args.wants("submissions") {
+        eprintln!("durable submissions");
+        rows.extend(submissions::rows(&bench)?);
+    }
+    Ok(rows)
 }

@@ -113,3 +113,40 @@ fn quick_run_prints_every_row_with_a_ratio() {
         );
     }
 }
+
+#[test]
+fn only_measures_the_groups_asked_for_and_names_the_groups_when_one_is_unknown() {
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let run = |only: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pintu-bench"))
+            .args(["--quick", "--only", only, "--work-dir"])
+            .arg(work.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("levy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| measurement"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "only the two in-process levy rows:\n{stdout}"
+    );
+    assert!(rows.iter().all(|r| r.starts_with("| PBG levy in-process")));
+
+    let out = run("levy,speed");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown group \"speed\"") && stderr.contains("submissions"),
+        "{stderr}"
+    );
+}

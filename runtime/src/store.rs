@@ -1060,7 +1060,10 @@ mod tests {
                 fixtures: 0,
                 files: 3,
             },
-            sources: files(rate).into_iter().map(|(p, t)| (p, t.into())).collect(),
+            sources: files(rate)
+                .into_iter()
+                .map(|(p, t)| (p, t.into()))
+                .collect(),
         };
         store
             .write_blocking(vec![release("lama", 2, "1"), release("baru", 1, "2")])

@@ -81,7 +81,6 @@ impl SourceTree {
         &self.plugins
     }
 
-
     /// Reads every rule file under `root`, skipping hidden files and editor leftovers.
     ///
     /// Only regular files are read (a FIFO or device would block or never end), each within
@@ -98,9 +97,7 @@ impl SourceTree {
         limits: &Limits,
         cache: &mut ReadCache,
     ) -> Result<Self, Vec<Diagnostic>> {
-        let settled_before = SystemTime::now()
-            .checked_sub(SETTLE)
-            .unwrap_or(UNIX_EPOCH);
+        let settled_before = SystemTime::now().checked_sub(SETTLE).unwrap_or(UNIX_EPOCH);
         Self::read_dir_settled(root, limits, cache, settled_before)
     }
 
