@@ -294,7 +294,7 @@ pub fn build_with(
             });
             match reusable {
                 Some(permit) => PermitOutcome {
-                    passed: permit.fixtures.len(),
+                    passed: permit.fixture_count,
                     permit: Some(permit),
                     reused: true,
                     load_problems: Vec::new(),
@@ -321,7 +321,7 @@ pub fn build_with(
         } else {
             report.permits_rebuilt += 1;
         }
-        if permit.fixtures.is_empty() {
+        if permit.fixture_count == 0 {
             report.warnings.push(Diagnostic::file(
                 format!("{}/permit.toml", permit.id),
                 format!(
@@ -489,7 +489,7 @@ fn build_permit(
             Err(d) => outcome.fixture_problems.push(d),
         }
     }
-    outcome.permit = Some(Arc::new(permit));
+    outcome.permit = Some(Arc::new(permit.tested()));
     outcome
 }
 
@@ -763,6 +763,15 @@ required = false
         ));
         assert_eq!(reuse(&next.report), (1, 1, 1), "{}", next.report.summary());
         assert_eq!(next.report.fixtures_passed, 3);
+        // A release keeps the count of each permit's fixtures, not the parsed fixtures.
+        assert_eq!(
+            (
+                next.permits["lain"].fixture_count,
+                next.permits["uji"].fixture_count
+            ),
+            (2, 1)
+        );
+        assert!(next.permits.values().all(|p| p.fixtures.is_empty()));
         assert!(Arc::ptr_eq(&next.permits["uji"], &base.permits["uji"]));
         assert!(!Arc::ptr_eq(&next.permits["lain"], &base.permits["lain"]));
         // The reused permit serves from the new release like any other.
