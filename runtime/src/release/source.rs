@@ -261,8 +261,6 @@ impl Walk<'_> {
     }
 
     fn entry(&mut self, entry: &std::fs::DirEntry, prefix: &str, name: &OsStr) {
-        let path = entry.path();
-        let path = path.as_path();
         let lossy = name.to_string_lossy();
         if is_ignored(&lossy) {
             return;
@@ -297,7 +295,7 @@ impl Walk<'_> {
             return;
         }
         if kind.is_dir() {
-            self.dir(path, &format!("{rel}/"));
+            self.dir(&entry.path(), &format!("{rel}/"));
             return;
         }
         if !kind.is_file() {
@@ -331,7 +329,8 @@ impl Walk<'_> {
             }
         }
         self.opened += 1;
-        match read_regular_meta(path, max) {
+        // The full path is built only for the files actually opened.
+        match read_regular_meta(&entry.path(), max) {
             Ok((bytes, opened)) => match String::from_utf8(bytes) {
                 Ok(text) => {
                     let text: Arc<str> = text.into();
