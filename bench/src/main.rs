@@ -34,7 +34,7 @@ struct Args {
     /// Set: serve the native endpoint with its store in this folder (the HTTP rows' baseline,
     /// run by the harness itself as a separate process).
     serve_native: Option<PathBuf>,
-    /// Set: measure only these groups of rows (`--only levy,reload`).
+    /// Set: measure only these groups of rows (`--only levy,scale`).
     only: Option<Vec<String>>,
 }
 
@@ -351,6 +351,20 @@ fn scale_rows(bench: &Bench, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             baseline_name: "target 2 s".into(),
             baseline: "2.00 s".into(),
             ratio: times(large.start.as_secs_f64(), 2.0),
+        },
+        Row {
+            what: format!("restart on the same data and rules to /health ok, {big}"),
+            pintu: secs(large.restart),
+            baseline_name: "cold start".into(),
+            baseline: secs(large.start),
+            ratio: times(large.restart.as_secs_f64(), large.start.as_secs_f64()),
+        },
+        Row {
+            what: format!("restart on the same data and rules to /health ok, {big}"),
+            pintu: secs(large.restart),
+            baseline_name: "target 2 s".into(),
+            baseline: "2.00 s".into(),
+            ratio: times(large.restart.as_secs_f64(), 2.0),
         },
         Row {
             what: format!("RSS after start, {big}"),

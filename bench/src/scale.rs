@@ -1,7 +1,8 @@
 //! Start-up and reload with a given rules tree: the real `pintu serve` started on a fresh data
 //! folder (time until `/health` reports an active release, and its resident memory then), then
 //! editor-style saves while clients call the levy (time from each save until `/health` reports
-//! the release the save made, and the requests that failed meanwhile).
+//! the release the save made, and the requests that failed meanwhile); then the same server
+//! restarted on the same data folder and tree.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ const WAIT: Duration = Duration::from_secs(600);
 
 pub struct Scale {
     pub start: Duration,
+    /// Stop, then start again on the same data and the tree as the last save left it: the
+    /// release passed its fixtures under the same binary and settings, so they do not run.
+    pub restart: Duration,
     pub rss_kib: u64,
     /// Save → served, one per save.
     pub reloads: Vec<Duration>,
@@ -55,7 +59,8 @@ pub fn measure(
     clients: usize,
 ) -> Result<Scale> {
     let work = bench.temp_dir()?;
-    let cmd = server::pintu_serve(&bench.bin, &bench.config, tree, &work.path().join("data"));
+    let serve = || server::pintu_serve(&bench.bin, &bench.config, tree, &work.path().join("data"));
+    let cmd = serve();
     bench.rt.block_on(async {
         let client = load::client()?;
         let started = Instant::now();
@@ -99,8 +104,17 @@ pub fn measure(
         stop.store(true, Ordering::Relaxed);
         let load = clients_task.await??;
         outcome?;
+        // Dropped: SIGTERM, and waited for, so the data folder is free for the next server.
+        drop(proc);
+        let started = Instant::now();
+        let proc = Proc::spawn(serve(), "pintu serve (restart)")?;
+        server::wait_for_release(&client, &proc.base, None, POLL, WAIT)
+            .await
+            .with_context(|| format!("restarting on {}:\n{}", tree.display(), proc.log_tail()))?;
+        let restart = started.elapsed();
         Ok(Scale {
             start,
+            restart,
             rss_kib,
             reloads,
             load,

@@ -50,6 +50,12 @@ fn quick_run_prints_every_row_with_a_ratio() {
     for baseline in ["the same, 3 sample permit types", "target 2 s"] {
         expected.push((format!("cold start to /health ok, {big}"), baseline));
     }
+    for baseline in ["cold start", "target 2 s"] {
+        expected.push((
+            format!("restart on the same data and rules to /health ok, {big}"),
+            baseline,
+        ));
+    }
     for baseline in ["the same, 3 sample permit types", "target 300 MB"] {
         expected.push((format!("RSS after start, {big}"), baseline));
     }

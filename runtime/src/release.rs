@@ -2,9 +2,12 @@
 //! Candidates that fail anything are never served.
 
 mod calendar;
+mod conditions;
 mod imports;
 pub mod plugins;
 pub mod source;
+
+pub use conditions::TestConditions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -67,6 +70,9 @@ pub struct BuildReport {
     pub fixtures_failed: usize,
     /// Of `fixtures_passed`, those not run again: their permit was reused unchanged.
     pub fixtures_reused: usize,
+    /// No fixture ran: this very release passed them all before under the same test conditions
+    /// (a restart or a reactivation), so `fixtures_passed` are those, all counted as reused.
+    pub passed_before: bool,
     /// Permit types loaded, compiled and tested in this build.
     pub permits_rebuilt: usize,
     /// Permit types taken from the active release: their folder and every library module they
@@ -92,6 +98,7 @@ impl Serialize for BuildReport {
             fixtures_passed: usize,
             fixtures_failed: usize,
             fixtures_reused: usize,
+            passed_before: bool,
             permits_rebuilt: usize,
             permits_reused: usize,
             diagnostics: &'a [Diagnostic],
@@ -109,6 +116,7 @@ impl Serialize for BuildReport {
             fixtures_passed: self.fixtures_passed,
             fixtures_failed: self.fixtures_failed,
             fixtures_reused: self.fixtures_reused,
+            passed_before: self.passed_before,
             permits_rebuilt: self.permits_rebuilt,
             permits_reused: self.permits_reused,
             diagnostics: &self.diagnostics,
@@ -130,7 +138,12 @@ impl BuildReport {
     /// One line for logs and the end of `pintu check`; what was reused is said only when
     /// something was.
     pub fn summary(&self) -> String {
-        let reuse = if self.permits_reused == 0 {
+        let reuse = if self.passed_before {
+            format!(
+                "; its {} fixtures passed before under the same engine and settings, not run again",
+                self.fixtures_reused
+            )
+        } else if self.permits_reused == 0 {
             String::new()
         } else {
             format!(
@@ -238,6 +251,31 @@ pub fn build_with(
     base: Option<&Release>,
     setup: &ConnectorSetup,
 ) -> Result<Release, BuildReport> {
+    build_inner(tree, limits, roles, base, setup, true)
+}
+
+/// Builds a release that already passed every fixture under the same [`TestConditions`] (its
+/// [`crate::store::records::PassRecord`]): a restart, or the reactivation of a stored release.
+/// Every file is still loaded and compiled, and every fixture counted, so a release that would
+/// not load is still refused; the fixtures do not run again, as the same files, engine and
+/// settings give the same results.
+pub fn build_passed(
+    tree: SourceTree,
+    limits: &Limits,
+    roles: &Roles,
+    setup: &ConnectorSetup,
+) -> Result<Release, BuildReport> {
+    build_inner(tree, limits, roles, None, setup, false)
+}
+
+fn build_inner(
+    tree: SourceTree,
+    limits: &Limits,
+    roles: &Roles,
+    base: Option<&Release>,
+    setup: &ConnectorSetup,
+    run_fixtures: bool,
+) -> Result<Release, BuildReport> {
     let started = Instant::now();
     let (connectors, mut connector_problems, connectors_reused) =
         load_connectors(&tree, base, setup);
@@ -300,7 +338,7 @@ pub fn build_with(
                     load_problems: Vec::new(),
                     fixture_problems: Vec::new(),
                 },
-                None => build_permit(id, files, &host, roles),
+                None => build_permit(id, files, &host, roles, run_fixtures),
             }
         })
         .collect();
@@ -320,6 +358,9 @@ pub fn build_with(
             report.fixtures_reused += outcome.passed;
         } else {
             report.permits_rebuilt += 1;
+            if !run_fixtures {
+                report.fixtures_reused += outcome.passed;
+            }
         }
         if permit.fixture_count == 0 {
             report.warnings.push(Diagnostic::file(
@@ -344,6 +385,7 @@ pub fn build_with(
     report.diagnostics.append(&mut connector_problems);
     report.connectors = connectors.len();
     report.connectors_reused = connectors_reused;
+    report.passed_before = !run_fixtures;
     report.duration = started.elapsed();
     if !report.ok() {
         return Err(report);
@@ -450,12 +492,13 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
 }
 
 /// Loads, compiles and tests one permit folder; its fixtures run in parallel, their problems
-/// kept in the fixtures' order.
+/// kept in the fixtures' order. Without `run_fixtures` they are only counted.
 fn build_permit(
     id: &str,
     files: &PermitFiles<'_>,
     host: &ScriptHost,
     roles: &Roles,
+    run_fixtures: bool,
 ) -> PermitOutcome {
     let mut outcome = PermitOutcome {
         permit: None,
@@ -478,6 +521,11 @@ fn build_permit(
             return outcome;
         }
     };
+    if !run_fixtures {
+        outcome.passed = permit.fixtures.len();
+        outcome.permit = Some(Arc::new(permit.tested()));
+        return outcome;
+    }
     let results: Vec<Result<(), Diagnostic>> = permit
         .fixtures
         .par_iter()
@@ -533,6 +581,51 @@ mod tests {
         .unwrap();
         assert_eq!(r.report.fixtures_passed, 1);
         assert_eq!(r.permits.len(), 1);
+    }
+
+    #[test]
+    fn a_release_that_passed_before_is_compiled_and_counted_without_running_its_fixtures() {
+        let failing = r#"{"data": {"x": 2}, "expect": {"total": "999"}}"#;
+        let files = [
+            ("uji/permit.toml", PERMIT),
+            ("uji/levy.rhai", LEVY),
+            ("uji/tests/a.json", failing),
+        ];
+        // Run, the fixture fails; taken as passed before, it is only counted. The caller
+        // vouches for it with a pass record of these very files under the same conditions.
+        let report = build(tree(&files), &Limits::default()).err().unwrap();
+        assert_eq!(report.fixtures_failed, 1);
+        let setup = ConnectorSetup::default();
+        let r = build_passed(tree(&files), &Limits::default(), &Roles::default(), &setup).unwrap();
+        assert!(r.report.passed_before);
+        assert_eq!(
+            (
+                r.report.fixtures_passed,
+                r.report.fixtures_reused,
+                r.report.fixtures_failed
+            ),
+            (1, 1, 0)
+        );
+        assert!(
+            r.report.summary().contains("not run again"),
+            "{}",
+            r.report.summary()
+        );
+        // Loading and compiling still happen: a file that does not compile is refused.
+        let broken = [
+            files[0],
+            ("uji/levy.rhai", "fn levy(data, params) {\n  let = 1;\n}\n"),
+            files[2],
+        ];
+        let report = build_passed(tree(&broken), &Limits::default(), &Roles::default(), &setup)
+            .err()
+            .unwrap();
+        assert!(
+            report.diagnostics[0]
+                .to_string()
+                .starts_with("uji/levy.rhai:2"),
+            "{report:?}"
+        );
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub(crate) const RELEASE_PLUGINS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("release_plugins");
 /// Every connector file (manifest or component) once, its raw bytes by their SHA-256 (hex).
 pub(crate) const PLUGIN_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_files");
+/// Release id → the last time that release passed all its fixtures ([`PassRecord`]): what a
+/// restart or a reactivation needs to know to skip running them again.
+pub(crate) const RELEASE_PASSES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("release_passes");
 /// Drafts connectors created: (connector, idempotency key) → application sequence.
 pub(crate) const CONNECTOR_DRAFTS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("connector_drafts");
@@ -543,6 +547,11 @@ impl Store {
 
     pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
         self.get(RELEASES, "releases", id)
+    }
+
+    /// When release `id` last passed all its fixtures, and under what test conditions.
+    pub fn release_pass(&self, id: &str) -> Result<Option<records::PassRecord>, StoreError> {
+        self.get(RELEASE_PASSES, "release_passes", id)
     }
 
     /// Every file of a stored release, `{path: text}`.
@@ -1102,6 +1111,14 @@ mod tests {
             },
             sources: BTreeMap::new(),
         };
+        let pass = |id: &str| {
+            Op::Passed(records::PassRecord {
+                release: id.into(),
+                under: "t".into(),
+                fixtures: 1,
+                at: now,
+            })
+        };
         store
             .write_blocking(vec![
                 release("a", 5),
@@ -1109,6 +1126,8 @@ mod tests {
                 release("c", 3),
                 release("d", 2),
                 release("e", 1),
+                pass("c"),
+                pass("e"),
                 Op::Activate(ActivationRecord {
                     release: "a".into(),
                     at: now,
@@ -1137,6 +1156,9 @@ mod tests {
             .collect();
         assert_eq!(ids, ["e", "d", "b", "a"]);
         assert!(store.release_sources("c").unwrap().is_none());
+        // What it passed goes with the release; the others keep theirs.
+        assert!(store.release_pass("c").unwrap().is_none());
+        assert_eq!(store.release_pass("e").unwrap().unwrap().under, "t");
     }
 
     #[test]

@@ -270,6 +270,53 @@ async fn a_restart_with_an_unchanged_folder_does_not_claim_a_change() {
     assert_eq!(reasons[0], "start-up: the rules folder is unchanged");
 }
 
+/// The newest entry of the reload log: an accepted start-up.
+async fn startup_entry(s: &Server) -> serde_json::Value {
+    let (_, v) = s.admin_get("/admin/reloads?limit=1").await;
+    let latest = v["reloads"][0].clone();
+    assert_eq!(latest["trigger"], "startup", "{v}");
+    assert_eq!(latest["accepted"], true, "{v}");
+    latest
+}
+
+#[tokio::test]
+async fn a_restart_does_not_run_again_fixtures_that_passed_under_the_same_settings() {
+    let (dir, s) = uji_server("0.1");
+    let (rules, data) = (s.rules.clone(), s.data.clone());
+    let first = startup_entry(&s).await;
+    assert_eq!(first["passed_before"], false, "{first}");
+    let fixtures = first["fixtures_passed"].as_u64().unwrap();
+    assert!(fixtures > 0, "{first}");
+    assert_eq!(s.terminate(), Some(0));
+
+    // Same files, same binary, same settings: compiled, its fixtures counted, not run.
+    let s = Server::start(&rules, &data, &[]);
+    let again = startup_entry(&s).await;
+    assert_eq!(again["passed_before"], true, "{again}");
+    assert_eq!(again["fixtures_passed"], fixtures, "{again}");
+    assert_eq!(again["fixtures_reused"], fixtures, "{again}");
+    assert_eq!(levy_total(&s).await, "10");
+    assert!(s.log().contains("not run again"), "{}", s.log());
+    assert_eq!(s.terminate(), Some(0));
+
+    // Another limit is another test condition: every fixture runs again.
+    let config = dir.path().join("pintu.toml");
+    std::fs::write(&config, "[limits]\nmax_operations = 123456\n").unwrap();
+    let s = Server::start(&rules, &data, &["--config", config.to_str().unwrap()]);
+    let retested = startup_entry(&s).await;
+    assert_eq!(retested["passed_before"], false, "{retested}");
+    assert_eq!(retested["fixtures_reused"], 0, "{retested}");
+    assert_eq!(retested["fixtures_passed"], fixtures, "{retested}");
+    assert_eq!(s.terminate(), Some(0));
+
+    // A changed folder is another release: its fixtures run.
+    write_uji(&rules, "0.2");
+    let s = Server::start(&rules, &data, &[]);
+    let changed = startup_entry(&s).await;
+    assert_eq!(changed["passed_before"], false, "{changed}");
+    assert_eq!(levy_total(&s).await, "20");
+}
+
 #[tokio::test]
 async fn a_first_start_with_a_broken_folder_serves_nothing_but_answers() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,9 +16,11 @@ use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
 use crate::release::source::ReadCache;
-use crate::release::{self, BuildReport, ConnectorSetup, PluginFiles, Release, SourceTree};
+use crate::release::{
+    self, BuildReport, ConnectorSetup, PluginFiles, Release, SourceTree, TestConditions,
+};
 use crate::store::deliveries::DeliveryOp;
-use crate::store::records::{ActivationRecord, PinRecord, ReleaseRecord, ReloadRecord};
+use crate::store::records::{ActivationRecord, PassRecord, PinRecord, ReleaseRecord, ReloadRecord};
 use crate::store::{Op, Page, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,9 @@ pub struct ReleaseManager {
     folder_problem: ArcSwapOption<String>,
     /// What the last read of the rules folder saw, so the next opens only what changed.
     read_cache: Arc<std::sync::Mutex<ReadCache>>,
+    /// This process's engine and settings, recorded with each release that passes its
+    /// fixtures; `None` when they cannot be told (then fixtures always run).
+    conditions: Option<TestConditions>,
 }
 
 impl ReleaseManager {
@@ -231,7 +236,9 @@ impl ReleaseManager {
         metrics: Arc<Metrics>,
         active: Active,
     ) -> Self {
+        let conditions = TestConditions::of_this_process(&limits, &roles, &connectors.overrides);
         Self {
+            conditions,
             rules_dir,
             plugins_dir,
             connectors,
@@ -562,8 +569,25 @@ impl ReleaseManager {
         let connectors = self.connectors.clone();
         // Permits and connectors unchanged since the active release are reused from it.
         let base = self.current();
+        // With nothing to build on (start-up, or its fallback to a stored release), a release
+        // that passed before under this engine and these settings is compiled but not tested
+        // again: at a big office's size its fixtures are most of a start.
+        let passed = match (&base, &self.conditions) {
+            (None, Some(conditions)) => {
+                let id = tree.id().to_owned();
+                self.store
+                    .blocking(move |s| s.release_pass(&id))
+                    .await?
+                    .is_some_and(|pass| pass.under == conditions.as_str())
+            }
+            _ => false,
+        };
         tokio::task::spawn_blocking(move || {
-            release::build_with(tree, &limits, &roles, base.as_deref(), &connectors)
+            if passed {
+                release::build_passed(tree, &limits, &roles, &connectors)
+            } else {
+                release::build_with(tree, &limits, &roles, base.as_deref(), &connectors)
+            }
         })
         .await
         .map_err(ReleaseError::BuildCrashed)
@@ -611,6 +635,18 @@ impl ReleaseManager {
                     files: plugins.flatten(),
                 });
             }
+        }
+        if let Some(conditions) = self
+            .conditions
+            .as_ref()
+            .filter(|_| !release.report.passed_before)
+        {
+            ops.push(Op::Passed(PassRecord {
+                release: release.id.clone(),
+                under: conditions.as_str().to_owned(),
+                fixtures: release.report.fixtures_passed,
+                at: now,
+            }));
         }
         ops.push(Op::Activate(ActivationRecord {
             release: release.id.clone(),
@@ -780,6 +816,8 @@ fn reload_record(trigger: &Trigger, outcome: &ReloadOutcome, note: &str) -> Relo
         permits: report.permits,
         fixtures_passed: report.fixtures_passed,
         fixtures_failed: report.fixtures_failed,
+        fixtures_reused: report.fixtures_reused,
+        passed_before: report.passed_before,
         duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         diagnostics: report.diagnostics.clone(),
         unchanged: outcome.unchanged(),

@@ -79,6 +79,7 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         ("release_sources", RELEASE_SOURCES),
         ("source_files", SOURCE_FILES),
         ("release_plugins", RELEASE_PLUGINS),
+        ("release_passes", super::RELEASE_PASSES),
         ("tokens", TOKENS),
         ("users", USERS),
     ] {

@@ -27,6 +27,18 @@ pub struct ReleaseRecord {
     pub files: usize,
 }
 
+/// A release that passed every fixture, and the conditions it passed under: this engine build
+/// and the office's limits, roles and connector settings ([`crate::release::TestConditions`]).
+/// Built again under the same conditions (a restart, a reactivation), the same files give the
+/// same results, so its fixtures need not run again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PassRecord {
+    pub release: String,
+    pub under: String,
+    pub fixtures: usize,
+    pub at: DateTime<Utc>,
+}
+
 /// Each time a release became the served one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActivationRecord {
@@ -48,6 +60,14 @@ pub struct ReloadRecord {
     pub permits: usize,
     pub fixtures_passed: usize,
     pub fixtures_failed: usize,
+    /// Of `fixtures_passed`, those not run in this build: their permit type was reused
+    /// unchanged, or the whole release had passed them before (`passed_before`).
+    #[serde(default)]
+    pub fixtures_reused: usize,
+    /// No fixture ran: this release passed them all before under the same engine and settings
+    /// (a restart).
+    #[serde(default)]
+    pub passed_before: bool,
     pub duration_ms: u64,
     pub diagnostics: Vec<Diagnostic>,
     /// Nothing was built: the rules folder equals the active release.

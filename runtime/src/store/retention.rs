@@ -148,10 +148,13 @@ fn prune_releases(txn: &WriteTransaction, keep: usize, batch: usize) -> Result<u
         .take(batch)
         .collect();
     let mut sources = txn.open_table(RELEASE_SOURCES)?;
+    let mut passes = txn.open_table(super::RELEASE_PASSES)?;
     for id in &doomed {
         releases.remove(id.as_str())?;
         sources.remove(id.as_str())?;
+        passes.remove(id.as_str())?;
     }
+    drop(passes);
     if !doomed.is_empty() {
         drop(sources);
         remove_unused_files(txn)?;

@@ -140,6 +140,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RELEASE_PLUGINS)?;
     txn.open_table(PLUGIN_FILES)?;
     txn.open_table(CONNECTOR_DRAFTS)?;
+    txn.open_table(super::RELEASE_PASSES)?;
     let decisions = txn.open_table(DECISIONS)?;
     let mut meta = txn.open_table(META)?;
     if meta.get(META_DECISION_BYTES)?.is_none() {

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use super::applications::{ApplicationWrite, WriteOutcome};
 use super::deliveries::{DeliveryOp, DeliveryOutcome};
 use super::records::{
-    ActivationRecord, AuditRecord, DecisionRecord, PinRecord, ReleaseRecord, ReloadRecord,
-    TokenRecord, UserRecord,
+    ActivationRecord, AuditRecord, DecisionRecord, PassRecord, PinRecord, ReleaseRecord,
+    ReloadRecord, TokenRecord, UserRecord,
 };
 use super::retention::{self, PrunePlan};
 use super::{
@@ -35,6 +35,8 @@ pub enum Op {
         release: String,
         files: BTreeMap<String, Vec<u8>>,
     },
+    /// Record that a release passed all its fixtures (replacing what was recorded before).
+    Passed(PassRecord),
     /// Make a stored release the active one and log the activation.
     Activate(ActivationRecord),
     Reload(ReloadRecord),
@@ -328,6 +330,11 @@ fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
         }
         Op::ReleasePlugins { release, files } => {
             super::plugins::put_plugins(txn, release, files)?;
+            None
+        }
+        Op::Passed(pass) => {
+            txn.open_table(super::RELEASE_PASSES)?
+                .insert(pass.release.as_str(), encode(pass)?.as_slice())?;
             None
         }
         Op::Activate(activation) => {
