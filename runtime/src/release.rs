@@ -71,7 +71,7 @@ pub struct BuildReport {
     /// Of `fixtures_passed`, those not run again: their permit was reused unchanged.
     pub fixtures_reused: usize,
     /// No fixture ran: this very release passed them all before under the same test conditions
-    /// (a restart or a reactivation), so `fixtures_passed` are those, all counted as reused.
+    /// (a restart), so `fixtures_passed` are those, all counted as reused.
     pub passed_before: bool,
     /// Permit types loaded, compiled and tested in this build.
     pub permits_rebuilt: usize,
@@ -255,7 +255,8 @@ pub fn build_with(
 }
 
 /// Builds a release that already passed every fixture under the same [`TestConditions`] (its
-/// [`crate::store::records::PassRecord`]): a restart, or the reactivation of a stored release.
+/// [`crate::store::records::PassRecord`]): a restart, or the start-up's fallback to the stored
+/// release.
 /// Every file is still loaded and compiled, and every fixture counted, so a release that would
 /// not load is still refused; the fixtures do not run again, as the same files, engine and
 /// settings give the same results.

@@ -29,7 +29,7 @@ pub struct ReleaseRecord {
 
 /// A release that passed every fixture, and the conditions it passed under: this engine build
 /// and the office's limits, roles and connector settings ([`crate::release::TestConditions`]).
-/// Built again under the same conditions (a restart, a reactivation), the same files give the
+/// Built again under the same conditions (a restart), the same files give the
 /// same results, so its fixtures need not run again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PassRecord {
