@@ -313,8 +313,12 @@ pub(super) struct BuildReport {
     permits: usize,
     fixtures_passed: usize,
     fixtures_failed: usize,
-    /// Of `fixtures_passed`, those not run again: their permit type was reused unchanged.
+    /// Of `fixtures_passed`, those not run again: their permit type was reused unchanged, or
+    /// the whole release passed them before (`passed_before`).
     fixtures_reused: usize,
+    /// No fixture ran: this release passed them all before under the same engine and settings
+    /// (a start-up with nothing serving yet).
+    passed_before: bool,
     permits_rebuilt: usize,
     permits_reused: usize,
     /// Every problem; any one rejects the candidate.
