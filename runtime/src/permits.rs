@@ -82,11 +82,10 @@ pub struct Permit {
     pub script_params: SharedMap,
     pub validate: Option<Script>,
     pub levy: Option<Script>,
-    /// The fixtures of `tests/`, parsed. A release build runs them and then drops them
-    /// ([`Permit::tested`]): at 1,000 permit types they held about a quarter of the server's
-    /// memory and nothing reads them again.
-    pub fixtures: Vec<(String, fixtures::Fixture)>,
-    /// How many fixtures the permit type has (also once they are dropped).
+    /// How many fixtures (`tests/*.json`) the permit type has. The fixtures themselves are
+    /// parsed and run by the release build ([`fixtures::parse_all`]) and not kept: at 1,000
+    /// permit types they held about a quarter of the server's memory, and a release reusing
+    /// this permit needs only their number.
     pub fixture_count: usize,
     flow: Flow,
     numbering: Numbering,
@@ -322,21 +321,9 @@ impl Permit {
         }
         diags.extend(sink.finish());
 
-        let mut fixture_list = Vec::new();
-        for (path, text) in files.iter().filter(|(p, _)| p.starts_with("tests/")) {
-            let full = format!("{id}/{path}");
-            if !path.ends_with(".json") {
-                diags.push(Diagnostic::file(
-                    full,
-                    "fixtures are `tests/<name>.json` files",
-                ));
-                continue;
-            }
-            match fixtures::Fixture::parse(&full, text) {
-                Ok(f) => fixture_list.push((full, f)),
-                Err(d) => diags.push(d),
-            }
-        }
+        let fixture_count = fixtures::listed(id, files)
+            .filter_map(|(full, _)| full.map_err(|d| diags.push(d)).ok())
+            .count();
 
         if !diags.is_empty() {
             return Err(diags);
@@ -352,20 +339,11 @@ impl Permit {
             params,
             validate,
             levy,
-            fixture_count: fixture_list.len(),
-            fixtures: fixture_list,
+            fixture_count,
             flow: steps,
             numbering,
             guards,
         })
-    }
-
-    /// The permit once its fixtures have run: the parsed fixtures are dropped, their count
-    /// stays.
-    #[must_use]
-    pub fn tested(mut self) -> Self {
-        self.fixtures = Vec::new();
-        self
     }
 
     /// The steps applications of this type go through; empty when it declares none.

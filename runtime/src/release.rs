@@ -89,28 +89,40 @@ pub struct BuildReport {
     pub connectors_reused: usize,
 }
 
+/// The JSON form of a [`BuildReport`] (the admin answers and the reload log); the OpenAPI
+/// document describes this very struct, so the two cannot drift apart.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BuildReport)]
+pub(crate) struct ShownReport<'a> {
+    release: &'a str,
+    permits: usize,
+    fixtures_passed: usize,
+    fixtures_failed: usize,
+    /// Of `fixtures_passed`, those not run again: their permit type was reused unchanged, or
+    /// the whole release passed them before (`passed_before`).
+    fixtures_reused: usize,
+    /// No fixture ran: this release passed them all before under the same engine and settings
+    /// (a start-up with nothing serving yet).
+    passed_before: bool,
+    permits_rebuilt: usize,
+    permits_reused: usize,
+    /// Every problem; any one rejects the candidate.
+    diagnostics: &'a [Diagnostic],
+    /// Worth fixing but not a reason to reject.
+    warnings: &'a [Diagnostic],
+    /// Milliseconds (the older name of `duration_ms`), kept for clients that read it.
+    duration: u64,
+    duration_ms: u64,
+    /// Connectors of the release (loaded now or reused).
+    connectors: usize,
+    /// Of `connectors`, those reused unchanged from the active release.
+    connectors_reused: usize,
+}
+
 impl Serialize for BuildReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Shown<'a> {
-            release: &'a str,
-            permits: usize,
-            fixtures_passed: usize,
-            fixtures_failed: usize,
-            fixtures_reused: usize,
-            passed_before: bool,
-            permits_rebuilt: usize,
-            permits_reused: usize,
-            diagnostics: &'a [Diagnostic],
-            warnings: &'a [Diagnostic],
-            /// Milliseconds; kept under its first name, which did not say the unit.
-            duration: u64,
-            duration_ms: u64,
-            connectors: usize,
-            connectors_reused: usize,
-        }
         let ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
-        Shown {
+        ShownReport {
             release: &self.release,
             permits: self.permits,
             fixtures_passed: self.fixtures_passed,
@@ -515,20 +527,34 @@ fn build_permit(
         ));
         return outcome;
     }
-    let permit = match Permit::load(id, files, host, roles) {
-        Ok(p) => p,
-        Err(d) => {
+    let loaded = Permit::load(id, files, host, roles);
+    if !run_fixtures {
+        // Counted by the load, which still checks their names; they parsed when they passed.
+        match loaded {
+            Ok(permit) => {
+                outcome.passed = permit.fixture_count;
+                outcome.permit = Some(Arc::new(permit));
+            }
+            Err(d) => outcome.load_problems = d,
+        }
+        return outcome;
+    }
+    // A fixture that does not parse is a problem loading the permit type, reported with the
+    // others even when something else already fails.
+    let (parsed, mut unparsed) = fixtures::parse_all(id, files);
+    let permit = match loaded {
+        Ok(p) if unparsed.is_empty() => p,
+        Ok(_) => {
+            outcome.load_problems = unparsed;
+            return outcome;
+        }
+        Err(mut d) => {
+            d.append(&mut unparsed);
             outcome.load_problems = d;
             return outcome;
         }
     };
-    if !run_fixtures {
-        outcome.passed = permit.fixtures.len();
-        outcome.permit = Some(Arc::new(permit.tested()));
-        return outcome;
-    }
-    let results: Vec<Result<(), Diagnostic>> = permit
-        .fixtures
+    let results: Vec<Result<(), Diagnostic>> = parsed
         .par_iter()
         .map(|(file, fixture)| fixtures::run(&permit, host, file, fixture))
         .collect();
@@ -538,7 +564,7 @@ fn build_permit(
             Err(d) => outcome.fixture_problems.push(d),
         }
     }
-    outcome.permit = Some(Arc::new(permit.tested()));
+    outcome.permit = Some(Arc::new(permit));
     outcome
 }
 
@@ -857,7 +883,7 @@ required = false
         ));
         assert_eq!(reuse(&next.report), (1, 1, 1), "{}", next.report.summary());
         assert_eq!(next.report.fixtures_passed, 3);
-        // A release keeps the count of each permit's fixtures, not the parsed fixtures.
+        // A release keeps the count of each permit's fixtures.
         assert_eq!(
             (
                 next.permits["lain"].fixture_count,
@@ -865,7 +891,6 @@ required = false
             ),
             (2, 1)
         );
-        assert!(next.permits.values().all(|p| p.fixtures.is_empty()));
         assert!(Arc::ptr_eq(&next.permits["uji"], &base.permits["uji"]));
         assert!(!Arc::ptr_eq(&next.permits["lain"], &base.permits["lain"]));
         // The reused permit serves from the new release like any other.

@@ -1096,6 +1096,17 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_recorded_with_its_fixture_count_still_reads() {
+        // The first binaries with `release_passes` also stored the count; a restart still finds
+        // the pass.
+        let bytes = format!(
+            r#"{{"v":{RECORD_VERSION},"data":{{"release":"a","under":"t","fixtures":3,"at":"2026-11-29T16:00:00Z"}}}}"#
+        );
+        let pass: records::PassRecord = decode("release_passes", bytes.as_bytes()).unwrap();
+        assert_eq!((pass.release.as_str(), pass.under.as_str()), ("a", "t"));
+    }
+
+    #[test]
     fn pruning_releases_keeps_the_newest_the_active_and_the_pinned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 64).unwrap();
@@ -1115,7 +1126,6 @@ mod tests {
             Op::Passed(records::PassRecord {
                 release: id.into(),
                 under: "t".into(),
-                fixtures: 1,
                 at: now,
             })
         };

@@ -299,39 +299,7 @@ pub(super) struct ReloadAnswer {
     release: String,
     /// The release serving once the attempt was over.
     active: Option<String>,
-    report: BuildReport,
-}
-
-/// What building a candidate found.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema: the answer is serialised by `BuildReport`"
-)]
-pub(super) struct BuildReport {
-    release: String,
-    permits: usize,
-    fixtures_passed: usize,
-    fixtures_failed: usize,
-    /// Of `fixtures_passed`, those not run again: their permit type was reused unchanged, or
-    /// the whole release passed them before (`passed_before`).
-    fixtures_reused: usize,
-    /// No fixture ran: this release passed them all before under the same engine and settings
-    /// (a start-up with nothing serving yet).
-    passed_before: bool,
-    permits_rebuilt: usize,
-    permits_reused: usize,
-    /// Every problem; any one rejects the candidate.
-    diagnostics: Vec<crate::diagnostic::Diagnostic>,
-    /// Worth fixing but not a reason to reject.
-    warnings: Vec<crate::diagnostic::Diagnostic>,
-    /// Milliseconds (the older name of `duration_ms`).
-    duration: u64,
-    duration_ms: u64,
-    /// Connectors of the release (loaded now or reused).
-    connectors: usize,
-    /// Of `connectors`, those reused unchanged from the active release.
-    connectors_reused: usize,
+    report: crate::release::ShownReport<'static>,
 }
 
 #[cfg(test)]

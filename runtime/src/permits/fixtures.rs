@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeSet;
 
 use super::pipeline;
-use super::Permit;
+use super::{Permit, PermitFiles};
 use crate::config::Language;
 use crate::diagnostic::Diagnostic;
 use crate::domain::value::from_json;
@@ -84,6 +84,44 @@ pub struct GuardExpect {
     /// The refusal's exact message (only with `allowed: false`).
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// The fixture files of permit folder `id` in path order, each with its full path, or the
+/// problem of a file in `tests/` that is not a fixture.
+pub fn listed<'a>(
+    id: &'a str,
+    files: &'a PermitFiles<'_>,
+) -> impl Iterator<Item = (Result<String, Diagnostic>, &'a str)> + 'a {
+    files
+        .iter()
+        .filter(|(p, _)| p.starts_with("tests/"))
+        .map(move |(path, text)| {
+            let full = format!("{id}/{path}");
+            let named = if path.ends_with(".json") {
+                Ok(full)
+            } else {
+                Err(Diagnostic::file(
+                    full,
+                    "fixtures are `tests/<name>.json` files",
+                ))
+            };
+            (named, *text)
+        })
+}
+
+/// Parses the fixtures of permit folder `id` (those [`listed`] as fixtures), in path order;
+/// the problems are those of the files that do not parse.
+pub fn parse_all(id: &str, files: &PermitFiles<'_>) -> (Vec<(String, Fixture)>, Vec<Diagnostic>) {
+    let mut parsed = Vec::new();
+    let mut problems = Vec::new();
+    for (full, text) in listed(id, files) {
+        let Ok(full) = full else { continue };
+        match Fixture::parse(&full, text) {
+            Ok(f) => parsed.push((full, f)),
+            Err(d) => problems.push(d),
+        }
+    }
+    (parsed, problems)
 }
 
 impl Fixture {

@@ -240,6 +240,10 @@ struct Walk<'a> {
 /// 35,000 files, one system call after another, and a thread per core keeps the cores busy.
 const READERS: usize = 8;
 
+/// Below this many files to open, a read stays on its own thread: a save's reload opens a few
+/// files, and starting threads would cost more than they save.
+const THREADED_FROM: usize = 64;
+
 impl Walk<'_> {
     fn dir(&mut self, dir: &Path, prefix: &str) {
         let here = if prefix.is_empty() { "." } else { prefix };
@@ -361,7 +365,9 @@ impl Walk<'_> {
         let max = self.limits.max_rule_file_bytes;
         let pending = std::mem::take(&mut self.pending);
         let read = |(_, _, path): &(usize, String, PathBuf)| read_regular_meta(path, max);
-        let results: Vec<Result<(Vec<u8>, Metadata), FileProblem>> = if pending.len() < 64 {
+        let results: Vec<Result<(Vec<u8>, Metadata), FileProblem>> = if pending.len()
+            < THREADED_FROM
+        {
             pending.iter().map(read).collect()
         } else {
             let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -645,7 +651,9 @@ mod tests {
     fn a_read_of_many_files_takes_each_once_and_reports_problems_in_folder_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut expected = BTreeMap::new();
-        for i in 0..150 {
+        // Enough files to open that the read takes the threaded path.
+        let files = THREADED_FROM * 2 + 22;
+        for i in 0..files {
             let rel = format!("p{:02}/tests/{i:03}.json", i % 7);
             std::fs::create_dir_all(dir.path().join(&rel).parent().unwrap()).unwrap();
             std::fs::write(dir.path().join(&rel), format!("{{\"n\": {i}}}")).unwrap();

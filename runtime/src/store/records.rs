@@ -35,7 +35,6 @@ pub struct ReleaseRecord {
 pub struct PassRecord {
     pub release: String,
     pub under: String,
-    pub fixtures: usize,
     pub at: DateTime<Utc>,
 }
 
