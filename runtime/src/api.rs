@@ -321,23 +321,14 @@ async fn evaluate(
 }
 
 /// Serves until SIGINT/SIGTERM, then gives in-flight requests the grace period to finish and
-/// closes the database.
-pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// closes the database. The folders' `watcher` (started before the start-up, see
+/// [`crate::watch::Watcher`]) is stopped before the store closes.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    watcher: Option<crate::watch::Watcher>,
+) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
-    let watcher = if app.config().watch {
-        match crate::watch::start(app.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(
-                    "cannot watch {}: {e}; reload with POST /admin/reload",
-                    app.config().rules_dir.display()
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
     let dispatcher = app.spawn_dispatcher();
     let shutdown = shutdown_signal();
     tracing::info!("listening on http://{addr}");

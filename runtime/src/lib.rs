@@ -6,13 +6,13 @@
 //! - [`services`] — one job each: releases (reloads, activation, pin, fallback), evaluation,
 //!   the decision and audit recorder, tokens, users;
 //! - [`release`] — build a candidate from a rules tree, test it, content-hash it;
-//! - `watch` — file events → candidate releases;
+//! - [`watch`] — file events → candidate releases;
 //! - [`domain`] — plain values: exact numbers, dates, checked form data, params and tables;
 //! - [`permits`], [`levy`] — forms, checks, levy line items;
 //! - [`scripts`] — the Rhai engine, sandbox limits and script API; the adapter between domain
 //!   values and Rhai's;
 //! - [`store`] — the only code that touches redb;
-//! - [`auth`], [`config`], [`diagnostic`]; `metrics` and `watch` are internal.
+//! - [`auth`], [`config`], [`diagnostic`]; `metrics` is internal.
 //!
 //! Dependencies point one way: `api` → `services` → {`release`, `permits`, `scripts`, `store`}.
 //! What is public is what the binary, the end-to-end tests and the benchmarks use.
@@ -31,4 +31,4 @@ pub mod release;
 pub mod scripts;
 pub mod services;
 pub mod store;
-pub(crate) mod watch;
+pub mod watch;

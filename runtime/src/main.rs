@@ -263,9 +263,15 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
             config.plugins_dir.display()
         );
         let app = Arc::new(pintu::app::App::new(config, store));
+        // Watching from before the start-up's read: a save made while it builds is held, and
+        // reloaded once the start-up's release serves.
+        let mut watcher = pintu::watch::start_if_configured(&app);
         app.start().await?;
+        if let Some(w) = &mut watcher {
+            w.reload_changes();
+        }
         let _retention = app.spawn_retention();
-        pintu::api::serve(app, listener).await?;
+        pintu::api::serve(app, listener, watcher).await?;
         Ok(ExitCode::SUCCESS)
     });
     // A read of the rules folder stuck past its deadline still holds a blocking thread; the

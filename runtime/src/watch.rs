@@ -19,15 +19,51 @@ use crate::release::source::is_ignored;
 use crate::services::releases::Trigger;
 
 /// Keeps the watcher alive; dropping it stops watching.
+///
+/// It watches from [`start`] on, but turns changes into reloads only from
+/// [`Watcher::reload_changes`]: started before the start-up reads the folder and released once
+/// the start-up's release serves, it loses no save made while the start-up builds, and no reload
+/// races the start-up's.
 pub struct Watcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
-    task: tokio::task::JoinHandle<()>,
+    app: Arc<App>,
+    /// Changes seen before [`Watcher::reload_changes`].
+    held: Option<mpsc::UnboundedReceiver<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
+}
+
+impl Watcher {
+    /// From now on a change is a candidate release; changes seen since [`start`] give one
+    /// reload now.
+    pub fn reload_changes(&mut self) {
+        if let Some(changes) = self.held.take() {
+            self.task = Some(tokio::spawn(reload_on(self.app.clone(), changes)));
+        }
+    }
+}
+
+/// [`start`] when the office watches its folders (`watch`, on by default); a folder that cannot
+/// be watched is logged, and reloads are then an admin's (`POST /admin/reload`).
+pub fn start_if_configured(app: &Arc<App>) -> Option<Watcher> {
+    if !app.config().watch {
+        return None;
+    }
+    start(app.clone())
+        .map_err(|e| {
+            tracing::error!(
+                "cannot watch {}: {e}; reload with POST /admin/reload",
+                app.config().rules_dir.display()
+            )
+        })
+        .ok()
 }
 
 /// Whether an event can change what the folder holds. Opens and reads (including the runtime's
@@ -70,8 +106,9 @@ fn is_plugin_change(rel: &Path) -> bool {
     }
 }
 
+/// Watches the rules and plugins folders; see [`Watcher`].
 pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
     let rules_dir = app.config().rules_dir.clone();
     let plugins_dir = app.config().plugins_dir.clone();
     let plugins_root = std::fs::canonicalize(&plugins_dir).unwrap_or_else(|_| plugins_dir.clone());
@@ -116,31 +153,35 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
             ),
         }
     }
-    let task = tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // A burst of events needs one build of the final state.
-            while rx.try_recv().is_ok() {}
-            match app
-                .releases()
-                .reload_from_folder(Trigger::Watch, false)
-                .await
-            {
-                Ok(o) if o.unchanged() => {}
-                Ok(o) if o.accepted() => {
-                    tracing::info!("reloaded: now serving {}", o.release().unwrap_or_default())
-                }
-                Ok(o) => tracing::warn!(
-                    "change rejected; still serving {}",
-                    o.active().unwrap_or("nothing")
-                ),
-                Err(e) => tracing::error!("reload failed: {e}"),
-            }
-        }
-    });
     Ok(Watcher {
         _debouncer: debouncer,
-        task,
+        app,
+        held: Some(rx),
+        task: None,
     })
+}
+
+/// Turns each burst of changes into one reload of the folder.
+async fn reload_on(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<()>) {
+    while rx.recv().await.is_some() {
+        // A burst of events needs one build of the final state.
+        while rx.try_recv().is_ok() {}
+        match app
+            .releases()
+            .reload_from_folder(Trigger::Watch, false)
+            .await
+        {
+            Ok(o) if o.unchanged() => {}
+            Ok(o) if o.accepted() => {
+                tracing::info!("reloaded: now serving {}", o.release().unwrap_or_default())
+            }
+            Ok(o) => tracing::warn!(
+                "change rejected; still serving {}",
+                o.active().unwrap_or("nothing")
+            ),
+            Err(e) => tracing::error!("reload failed: {e}"),
+        }
+    }
 }
 
 #[cfg(test)]

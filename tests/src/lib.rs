@@ -197,6 +197,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A log line's marker and what to do when the server prints it.
+type Hook = (&'static str, Box<dyn FnOnce() + Send>);
+
 /// A running `pintu serve`.
 pub struct Server {
     child: Child,
@@ -211,7 +214,20 @@ pub struct Server {
 impl Server {
     /// Starts `pintu serve` and waits until it listens (a release need not be active).
     pub fn start(rules: &Path, data: &Path, extra: &[&str]) -> Self {
-        Self::launch(Command::new(pintu_bin()), rules, data, extra)
+        Self::launch(Command::new(pintu_bin()), rules, data, extra, None)
+    }
+
+    /// [`Server::start`] that runs `act` as soon as the server logs a line containing `marker`
+    /// (before it listens, when the line comes then): to act at a given point of the start-up.
+    pub fn start_acting_at(
+        rules: &Path,
+        data: &Path,
+        extra: &[&str],
+        marker: &'static str,
+        act: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        let hook: Hook = (marker, Box::new(act));
+        Self::launch(Command::new(pintu_bin()), rules, data, extra, Some(hook))
     }
 
     /// [`Server::start`] with the connectors of `plugins` released with the rules.
@@ -234,10 +250,16 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(pintu_bin());
-        Self::launch(shell, rules, data, extra)
+        Self::launch(shell, rules, data, extra, None)
     }
 
-    fn launch(mut command: Command, rules: &Path, data: &Path, extra: &[&str]) -> Self {
+    fn launch(
+        mut command: Command,
+        rules: &Path,
+        data: &Path,
+        extra: &[&str],
+        mut hook: Option<Hook>,
+    ) -> Self {
         let mut child = command
             .arg("serve")
             .arg("--rules")
@@ -257,6 +279,14 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if hook
+                    .as_ref()
+                    .is_some_and(|(marker, _)| line.contains(marker))
+                {
+                    if let Some((_, act)) = hook.take() {
+                        act();
+                    }
+                }
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
                 }

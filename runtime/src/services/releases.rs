@@ -295,6 +295,14 @@ impl ReleaseManager {
         // Read once: at a big office's size a read of the folder is most of a reload's I/O, and
         // both the pin check and the build need it. Nothing else reloads before start returns.
         let read = self.read_folder().await;
+        if let Ok(tree) = &read {
+            // At a big office's size the build takes seconds more; say where the start is.
+            tracing::info!(
+                "start-up: read the rules folder ({} files) as release {}",
+                tree.files().len(),
+                tree.id()
+            );
+        }
         if let Some(pin) = self.store.blocking(|s| s.pin()).await? {
             let folder = read.as_ref().ok().map(SourceTree::id);
             if folder == Some(pin.folder.as_str()) {
