@@ -176,6 +176,12 @@ impl ReadCache {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// Forgets every file, so the next read opens them all: an admin's forced reload trusts
+    /// nothing it read before.
+    pub fn forget(&mut self) {
+        self.files.clear();
+    }
 }
 
 /// One version of a file, as its metadata tells it without reading it. Every write moves the
@@ -589,6 +595,28 @@ mod tests {
         assert_eq!(&*changed.files()["b/levy.rhai"], "fn levy(d, p) { 2 }");
         assert!(!changed.files().contains_key("a/tests/one.json"));
         assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn a_read_after_forgetting_opens_every_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/permit.toml"), "name = \"A\"\n").unwrap();
+        std::fs::write(root.join("a/levy.rhai"), "fn levy(d, p) { 1 }").unwrap();
+        let limits = Limits::default();
+        let mut cache = ReadCache::default();
+        let read = |cache: &mut ReadCache| {
+            SourceTree::read_dir_settled(root, &limits, cache, far_future()).unwrap()
+        };
+        let first = read(&mut cache);
+        // What the cache holds is what a read returns for an unchanged file: a text it got
+        // wrong would be served until the file changes, unless forgotten.
+        cache.files.get_mut("a/levy.rhai").unwrap().1 = Arc::from("stale");
+        assert_eq!(&*read(&mut cache).files()["a/levy.rhai"], "stale");
+        cache.forget();
+        assert_eq!(read(&mut cache), first);
+        assert_eq!((cache.opened(), cache.len()), (2, 2));
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl ReleaseManager {
     pub async fn start(&self) -> Result<ReloadOutcome, ReleaseError> {
         // Read once: at a big office's size a read of the folder is most of a reload's I/O, and
         // both the pin check and the build need it. Nothing else reloads before start returns.
-        let read = self.read_folder().await;
+        let read = self.read_folder(false).await;
         if let Ok(tree) = &read {
             // At a big office's size the build takes seconds more; say where the start is.
             tracing::info!(
@@ -386,8 +386,9 @@ impl ReleaseManager {
     /// Reads the rules folder, and the plugins folder's connectors, within
     /// `rules_read_timeout_ms`. Every caller holds the reload lock or is about to take it: a read
     /// that hangs (a file on a stalled share) keeps its blocking thread but not the lock, and
-    /// becomes a diagnostic.
-    async fn read_folder(&self) -> Result<SourceTree, Vec<Diagnostic>> {
+    /// becomes a diagnostic. A `fresh` read opens every file, trusting nothing the read cache
+    /// remembers.
+    async fn read_folder(&self, fresh: bool) -> Result<SourceTree, Vec<Diagnostic>> {
         self.metrics.folder_read();
         let dir = self.rules_dir.clone();
         let plugins = self.plugins_dir.clone();
@@ -400,6 +401,9 @@ impl ReleaseManager {
             // A read that outlived its deadline may still hold the cache: read without it.
             let rules = match cache.try_lock() {
                 Ok(mut cache) => {
+                    if fresh {
+                        cache.forget();
+                    }
                     let read = SourceTree::read_dir_cached(&dir, &limits, &mut cache);
                     tracing::debug!(
                         "read the rules folder in {} ms: {} files opened, {} remembered for the next read",
@@ -426,7 +430,10 @@ impl ReleaseManager {
 
     /// The content id of the rules folder as it is now, if it reads.
     async fn folder_id(&self) -> Option<String> {
-        self.read_folder().await.ok().map(|t| t.id().to_owned())
+        self.read_folder(false)
+            .await
+            .ok()
+            .map(|t| t.id().to_owned())
     }
 
     /// Reads the folder, builds a candidate and swaps it in if it passes. Unless `force`d (an
@@ -440,7 +447,7 @@ impl ReleaseManager {
     ) -> Result<ReloadOutcome, ReleaseError> {
         let mut state = self.reload_lock.lock().await;
         let active = self.active.id();
-        let tree = match self.read_folder().await {
+        let tree = match self.read_folder(force).await {
             Ok(t) => t,
             Err(diagnostics) => {
                 let key = FailureKey::read(&diagnostics);
