@@ -265,8 +265,8 @@ fn durable_rows(args: &Args) -> Result<Vec<Row>> {
 }
 
 /// What the rows that run servers share.
-struct Bench {
-    args: Args,
+struct Bench<'a> {
+    args: &'a Args,
     /// The `pintu` binary measured.
     bin: PathBuf,
     /// The `pintu.toml` of every server the harness starts.
@@ -280,7 +280,7 @@ struct Bench {
 /// about 34,000 files.
 const SERVER_CONFIG: &str = "[limits]\nmax_rule_files = 100000\n";
 
-impl Bench {
+impl Bench<'_> {
     fn temp_dir(&self) -> Result<tempfile::TempDir> {
         tempfile::Builder::new()
             .prefix("run-")
@@ -436,16 +436,7 @@ fn main() -> Result<()> {
     }
 
     let mut notes = Vec::new();
-    // The server groups need the `pintu` binary (built first when PINTU_BIN is not set).
-    if ["http", "scale", "submissions"]
-        .iter()
-        .any(|g| args.wants(g))
-    {
-        rows.extend(server_rows(args, &mut notes)?);
-    } else if args.wants("writes") {
-        eprintln!("durable writes");
-        rows.extend(durable_rows(&args)?);
-    }
+    rows.extend(server_rows(&args, &mut notes)?);
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");
     for r in rows {
@@ -461,54 +452,70 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The rows that run servers (and the durable writes, measured between them).
-fn server_rows(args: Args, notes: &mut Vec<String>) -> Result<Vec<Row>> {
+/// The rows that run servers, and the durable writes, measured between them.
+fn server_rows(args: &Args, notes: &mut Vec<String>) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let bin = server::pintu_bin()?;
-    let config = args.work_dir.join("pintu.toml");
-    std::fs::write(&config, SERVER_CONFIG)
-        .with_context(|| format!("writing {}", config.display()))?;
-    let toml_path = args.rules.join("pbg").join("permit.toml");
-    let case_b_total = native::PbgRules::from_toml(
-        &std::fs::read_to_string(&toml_path)
-            .with_context(|| format!("reading {}", toml_path.display()))?,
-    )?
-    .levy(&case_b())?
-    .total;
-    notes.extend([
-        format!("server: {}", bin.display()),
-        format!(
-            "settings of every server started (pintu.toml): {}",
-            SERVER_CONFIG.trim().replace('\n', " ")
-        ),
-        "load generator: reqwest clients (one keep-alive connection each) in the harness \
-         process, on the same 2 cores as the server under test"
-            .to_owned(),
-    ]);
-    let bench = Bench {
-        args,
-        bin,
-        config,
-        rt: tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
-        case_b_total,
+    // The server groups need the `pintu` binary (built first when PINTU_BIN is not set).
+    let servers = ["http", "scale", "submissions"]
+        .iter()
+        .any(|g| args.wants(g));
+    let bench = if servers {
+        Some(Bench::start(args, notes)?)
+    } else {
+        None
     };
-    if bench.args.wants("http") {
+    let group = |name: &str| bench.as_ref().filter(|_| args.wants(name));
+    if let Some(bench) = group("http") {
         eprintln!("HTTP levy");
-        rows.extend(http::rows(&bench)?);
+        rows.extend(http::rows(bench)?);
     }
-    if bench.args.wants("scale") {
-        rows.extend(scale_rows(&bench, notes)?);
+    if let Some(bench) = group("scale") {
+        rows.extend(scale_rows(bench, notes)?);
     }
     // Between the server groups, as before `--only` existed.
-    if bench.args.wants("writes") {
+    if args.wants("writes") {
         eprintln!("durable writes");
-        rows.extend(durable_rows(&bench.args)?);
+        rows.extend(durable_rows(args)?);
     }
-    if bench.args.wants("submissions") {
+    if let Some(bench) = group("submissions") {
         eprintln!("durable submissions");
-        rows.extend(submissions::rows(&bench)?);
+        rows.extend(submissions::rows(bench)?);
     }
     Ok(rows)
+}
+
+impl<'a> Bench<'a> {
+    /// Settles what every server row shares: the binary, its settings, the expected total.
+    fn start(args: &'a Args, notes: &mut Vec<String>) -> Result<Self> {
+        let bin = server::pintu_bin()?;
+        let config = args.work_dir.join("pintu.toml");
+        std::fs::write(&config, SERVER_CONFIG)
+            .with_context(|| format!("writing {}", config.display()))?;
+        let toml_path = args.rules.join("pbg").join("permit.toml");
+        let case_b_total = native::PbgRules::from_toml(
+            &std::fs::read_to_string(&toml_path)
+                .with_context(|| format!("reading {}", toml_path.display()))?,
+        )?
+        .levy(&case_b())?
+        .total;
+        notes.extend([
+            format!("server: {}", bin.display()),
+            format!(
+                "settings of every server started (pintu.toml): {}",
+                SERVER_CONFIG.trim().replace('\n', " ")
+            ),
+            "load generator: reqwest clients (one keep-alive connection each) in the harness \
+             process, on the same 2 cores as the server under test"
+                .to_owned(),
+        ]);
+        Ok(Bench {
+            args,
+            bin,
+            config,
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?,
+            case_b_total,
+        })
+    }
 }

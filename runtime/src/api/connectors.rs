@@ -142,7 +142,7 @@ async fn list(State(app): State<Arc<App>>, _: Admin) -> Json<ConnectorsAnswer> {
     path = "/admin/connectors/{name}/invoke",
     tag = "connectors",
     summary = "A dry run of a connector's handle-inbound or handle-event: its answer and the actions that would be applied",
-    description = "Nothing is applied and the connector's kv writes are dropped; the call counts in its statistics.",
+    description = "Nothing is applied and the connector's kv writes are dropped; the call counts in its statistics. The outbound HTTP requests it makes are not sent: the connector is told the connection failed, and the answer lists them in `held_requests` (header names only, secrets masked).",
     params(("name" = String, Path, description = "The connector, e.g. `echo`")),
     request_body = Invocation,
     responses(
