@@ -126,6 +126,51 @@ pub struct Application {
 }
 
 impl Application {
+    /// A new draft of permit type `permit`, made now (`at`, office date `on`) under `release`,
+    /// with no history yet; the store gives it its id.
+    pub fn draft(
+        permit: String,
+        kind: AppKind,
+        applicant: Applicant,
+        data: Json,
+        release: String,
+        at: DateTime<Utc>,
+        on: NaiveDate,
+    ) -> Self {
+        Self {
+            id: String::new(),
+            permit,
+            kind,
+            registration_number: None,
+            submitted_on: None,
+            status: Status::Draft,
+            step: None,
+            step_entered_on: None,
+            version: 1,
+            applicant,
+            data,
+            permit_number: None,
+            release,
+            external: BTreeMap::new(),
+            history: Vec::new(),
+            created_at: at,
+            created_on: on,
+        }
+    }
+
+    /// Records that `by` created it, as its first history entry.
+    pub fn created_by(&mut self, by: String) {
+        self.history.push(HistoryEntry {
+            at: self.created_at,
+            by,
+            action: "created".into(),
+            from: None,
+            to: None,
+            note: None,
+            release: self.release.clone(),
+        });
+    }
+
     /// The date lists order by (newest first) and `submitted_from`/`submitted_to` filter on:
     /// `submitted_on`, else the day the record was created.
     pub fn list_date(&self) -> NaiveDate {

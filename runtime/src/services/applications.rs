@@ -325,36 +325,19 @@ impl Applications {
         }
         check_applicant(&req.applicant)?;
         let now = Utc::now();
-        let mut app = Application {
-            id: String::new(),
-            permit: req.permit.clone(),
-            kind: req.kind,
-            registration_number: None,
-            submitted_on: req.submitted_on,
-            status: Status::Draft,
-            step: None,
-            step_entered_on: None,
-            version: 1,
-            applicant: req.applicant,
-            data: req.data,
-            permit_number: None,
-            release: release.id.clone(),
-            external: Default::default(),
-            history: Vec::new(),
-            created_at: now,
-            created_on: today,
-        };
+        let mut app = Application::draft(
+            req.permit.clone(),
+            req.kind,
+            req.applicant,
+            req.data,
+            release.id.clone(),
+            now,
+            today,
+        );
+        app.submitted_on = req.submitted_on;
         let write = if req.draft {
             self.check_draft(&release, &permit, &app.data)?;
-            app.history.push(HistoryEntry {
-                at: now,
-                by: who.actor(),
-                action: "created".into(),
-                from: None,
-                to: None,
-                note: None,
-                release: release.id.clone(),
-            });
+            app.created_by(who.actor());
             ApplicationWrite {
                 expect: Expect::New,
                 record: app,

@@ -654,7 +654,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::application::{AppKind, Applicant, Status};
+    use crate::domain::application::{AppKind, Applicant};
     use crate::store::applications::{ApplicationWrite, EventDraft, Expect};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -773,28 +773,18 @@ mod tests {
         store
             .write_application(ApplicationWrite {
                 expect: Expect::New,
-                record: Application {
-                    id: String::new(),
-                    permit: "pbg".into(),
-                    kind: AppKind::Baru,
-                    registration_number: None,
-                    submitted_on: None,
-                    status: Status::Draft,
-                    step: None,
-                    step_entered_on: None,
-                    version: 1,
-                    applicant: Applicant {
+                record: Application::draft(
+                    "pbg".into(),
+                    AppKind::Baru,
+                    Applicant {
                         name: format!("Pemohon {n}"),
                         ..Applicant::default()
                     },
-                    data: serde_json::json!({}),
-                    permit_number: None,
-                    release: "r1".into(),
-                    external: Default::default(),
-                    history: vec![],
-                    created_at: at,
-                    created_on: at.date_naive(),
-                },
+                    serde_json::json!({}),
+                    "r1".into(),
+                    at,
+                    at.date_naive(),
+                ),
                 numbers: vec![],
                 events: vec![EventDraft {
                     kind: "application.created".into(),

@@ -477,35 +477,25 @@ fn outcome_of(outcomes: Vec<super::writer::Outcome>) -> Result<DeliveryOutcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::application::{AppKind, Applicant, Application, Status};
+    use crate::domain::application::{AppKind, Applicant, Application};
     use crate::store::applications::{ApplicationWrite, EventDraft, Expect};
     use crate::store::Store;
 
     fn app_event(store: &Store, kinds: &[&str]) -> String {
         let at = Utc::now();
         let on = at.date_naive();
-        let record = Application {
-            id: String::new(),
-            permit: "pbg".into(),
-            kind: AppKind::Baru,
-            registration_number: None,
-            submitted_on: None,
-            status: Status::Draft,
-            step: None,
-            step_entered_on: None,
-            version: 1,
-            applicant: Applicant {
+        let record = Application::draft(
+            "pbg".into(),
+            AppKind::Baru,
+            Applicant {
                 name: "Ani".into(),
                 ..Applicant::default()
             },
-            data: serde_json::json!({}),
-            permit_number: None,
-            release: "r1".into(),
-            external: Default::default(),
-            history: vec![],
-            created_at: at,
-            created_on: on,
-        };
+            serde_json::json!({}),
+            "r1".into(),
+            at,
+            on,
+        );
         store
             .write_application_blocking(ApplicationWrite {
                 expect: Expect::New,

@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{event_data_by, permit_of, seq_of, ApplicationError, Applications, Result, RETRIES};
 use crate::connectors::Draft;
-use crate::domain::application::{event, AppKind, Applicant, Application, HistoryEntry, Status};
+use crate::domain::application::{event, AppKind, Applicant, Application, HistoryEntry};
 use crate::release::Release;
 use crate::store::applications::{ApplicationWrite, EventDraft, Expect, Refusal};
 
@@ -85,35 +85,19 @@ impl Applications {
         let external = json_object(external, "external")?;
         let now = Utc::now();
         let today = self.today();
-        let record = Application {
-            id: String::new(),
-            permit: permit.id.clone(),
+        let mut record = Application::draft(
+            permit.id.clone(),
             kind,
-            registration_number: None,
-            submitted_on: None,
-            status: Status::Draft,
-            step: None,
-            step_entered_on: None,
-            version: 1,
             applicant,
             data,
-            permit_number: None,
-            release: release.id.clone(),
-            external: [(connector.to_owned(), Json::Object(external))]
-                .into_iter()
-                .collect(),
-            history: vec![HistoryEntry {
-                at: now,
-                by: connector_actor(connector),
-                action: "created".into(),
-                from: None,
-                to: None,
-                note: None,
-                release: release.id.clone(),
-            }],
-            created_at: now,
-            created_on: today,
-        };
+            release.id.clone(),
+            now,
+            today,
+        );
+        record
+            .external
+            .insert(connector.to_owned(), Json::Object(external));
+        record.created_by(connector_actor(connector));
         Ok(DraftPlan {
             key: key.to_owned(),
             record,
