@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use pintu_tests::{write_file, write_uji, Server};
+use pintu_tests::{write_slow_permit, write_uji, Server};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -34,26 +34,6 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fixtures of the slow permit type; each runs a loop so that building a release takes long
 /// enough for a kill to land inside the build.
 const SLOW_FIXTURES: usize = 10;
-
-/// A permit type whose levy counts to 100 000: the fixtures make every build of the rules take a
-/// measurable time (tens of milliseconds per fixture here), far under the script time limit.
-fn write_slow_permit(rules: &std::path::Path) {
-    write_file(
-        &rules.join("lambat/permit.toml"),
-        "name = \"Izin Lambat\"\n\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n",
-    );
-    write_file(
-        &rules.join("lambat/levy.rhai"),
-        "fn levy(data, params) {\n    let n = 0;\n    for i in 0..100000 { n += 1; }\n    \
-         #{ items: [#{ code: \"lambat\", label: \"Lambat\", amount: data.x }], trace: #{ n: n } }\n}\n",
-    );
-    for i in 0..SLOW_FIXTURES {
-        write_file(
-            &rules.join(format!("lambat/tests/f{i}.json")),
-            &format!(r#"{{"data": {{"x": "{i}"}}, "expect": {{"valid": true, "total": "{i}"}}}}"#),
-        );
-    }
-}
 
 /// One acknowledged levy: what the client was told.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +182,7 @@ async fn acknowledged_decisions_survive_repeated_kills_including_mid_reload() {
     let dir = tempfile::tempdir().unwrap();
     let (rules, data) = (dir.path().join("rules"), dir.path().join("data"));
     write_uji(&rules, "1");
-    write_slow_permit(&rules);
+    write_slow_permit(&rules, SLOW_FIXTURES, 100_000);
 
     // Every request has its own `x`, the key that finds its decision in the log.
     let next_x = Arc::new(AtomicU64::new(1));

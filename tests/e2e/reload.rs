@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pintu_tests::{uji_server, write_file, write_uji, Server};
+use pintu_tests::{uji_server, write_file, write_slow_permit, write_uji, Server};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -446,36 +446,13 @@ async fn flows_name_the_serving_offices_roles_and_the_calendar_reloads() {
     assert_eq!(s.release().await.as_deref(), Some(served.as_str()));
 }
 
-/// A permit type whose fixtures take a while, so that a start-up's build lasts long enough to
-/// save a file while it runs.
-fn write_slow_permit(rules: &std::path::Path) {
-    write_file(
-        &rules.join("lambat/permit.toml"),
-        "name = \"Izin Lambat\"\n\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n",
-    );
-    write_file(
-        &rules.join("lambat/levy.rhai"),
-        r#"fn levy(data, params) {
-    let n = 0;
-    for i in 0..1000000 { n += 1; }
-    #{ items: [#{ code: "lambat", label: "Retribusi lambat", amount: data.x }], trace: #{ n: n } }
-}
-"#,
-    );
-    for i in 0..4 {
-        write_file(
-            &rules.join(format!("lambat/tests/{i}.json")),
-            r#"{"data": {"x": "1"}, "expect": {"total": "1"}}"#,
-        );
-    }
-}
-
 #[tokio::test]
 async fn a_save_made_while_the_start_up_builds_goes_live_once_it_serves() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     write_uji(&rules, "0.1");
-    write_slow_permit(&rules);
+    // Its fixtures make the start-up's build last long enough to save a file while it runs.
+    write_slow_permit(&rules, 4, 1_000_000);
     let saved = rules.clone();
     // The save lands after the start-up has read the folder, while it tests what it read.
     let s = Server::start_acting_at(

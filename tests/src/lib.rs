@@ -543,6 +543,29 @@ pub fn uji_server_plugins(rate: &str, fixtures: &[&str]) -> (tempfile::TempDir, 
     (dir, server)
 }
 
+/// A permit type `lambat` with `fixtures` fixtures whose levy counts to `loops` each: the
+/// fixtures make every build of the rules take a measurable time (at 100 000, tens of
+/// milliseconds per fixture here), under the script limits for `loops` up to 1 000 000.
+pub fn write_slow_permit(rules: &Path, fixtures: usize, loops: u32) {
+    write_file(
+        &rules.join("lambat/permit.toml"),
+        "name = \"Izin Lambat\"\n\n[[fields]]\nname = \"x\"\ntype = \"decimal\"\nrequired = true\n",
+    );
+    write_file(
+        &rules.join("lambat/levy.rhai"),
+        &format!(
+            "fn levy(data, params) {{\n    let n = 0;\n    for i in 0..{loops} {{ n += 1; }}\n    \
+             #{{ items: [#{{ code: \"lambat\", label: \"Lambat\", amount: data.x }}], trace: #{{ n: n }} }}\n}}\n"
+        ),
+    );
+    for i in 0..fixtures {
+        write_file(
+            &rules.join(format!("lambat/tests/f{i}.json")),
+            &format!(r#"{{"data": {{"x": "{i}"}}, "expect": {{"valid": true, "total": "{i}"}}}}"#),
+        );
+    }
+}
+
 pub fn write_uji(root: &Path, rate: &str) {
     for (path, text) in uji_tree(rate) {
         write_file(&root.join(path), &text);
