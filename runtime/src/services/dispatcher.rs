@@ -480,58 +480,7 @@ impl Dispatcher {
                 return;
             }
         }
-        let number = d.attempts.saturating_add(1);
-        let pending = PendingKv::default();
-        let attempt = match self.call(target, &d, number, &pending).await {
-            Ok(reply) => match reply.outcome {
-                EventOutcome::Ok => match self.apply(target, reply.actions).await {
-                    Ok(()) => match self.keep(target, pending).await {
-                        Ok(()) => Attempt::Delivered { at: Utc::now() },
-                        Err(e) => retry_or_dead(
-                            &self.settings,
-                            number,
-                            format!("its kv writes were not stored: {e}"),
-                        ),
-                    },
-                    // Its kv writes are dropped with its actions: the retry makes both again.
-                    Err(e) => retry_or_dead(
-                        &self.settings,
-                        number,
-                        format!("its actions were not applied: {e}"),
-                    ),
-                },
-                // Its actions are not applied (the retry will produce them again); its kv
-                // writes (a renewed login, say) are its own state and are kept.
-                EventOutcome::RetryLater(reason) => {
-                    if let Err(e) = self.keep(target, pending).await {
-                        tracing::warn!("kv writes of `{}` were not stored: {e}", target.name);
-                    }
-                    retry_or_dead(&self.settings, number, format!("retry later: {reason}"))
-                }
-                // Final: its actions (e.g. a note saying why) are applied.
-                EventOutcome::Failed(reason) => {
-                    match self.apply(target, reply.actions).await {
-                        Ok(()) => {
-                            if let Err(e) = self.keep(target, pending).await {
-                                tracing::warn!(
-                                    "kv writes of `{}` were not stored: {e}",
-                                    target.name
-                                );
-                            }
-                        }
-                        Err(e) => tracing::warn!(
-                            "actions of `{}` for delivery {} were not applied: {e}",
-                            target.name,
-                            d.id
-                        ),
-                    }
-                    Attempt::Dead {
-                        error: format!("failed: {reason}"),
-                    }
-                }
-            },
-            Err(e) => retry_or_dead(&self.settings, number, e),
-        };
+        let attempt = self.outcome(target, &d).await;
         if let Attempt::Dead { error } = &attempt {
             tracing::warn!(
                 "delivery {} of event {} to `{}` is a dead letter: {error}",
@@ -548,6 +497,60 @@ impl Dispatcher {
         if let Err(e) = self.store.write_delivery(record).await {
             // Left pending: it is sent again (same idempotency key).
             tracing::warn!("cannot record the attempt of delivery {}: {e}", d.id);
+        }
+    }
+
+    /// Calls the connector with delivery `d` and applies what it answered: what the attempt
+    /// comes to.
+    async fn outcome(&self, target: &Target, d: &DeliveryRecord) -> Attempt {
+        let number = d.attempts.saturating_add(1);
+        let pending = PendingKv::default();
+        let reply = match self.call(target, d, number, &pending).await {
+            Ok(reply) => reply,
+            Err(e) => return retry_or_dead(&self.settings, number, e),
+        };
+        match reply.outcome {
+            EventOutcome::Ok => {
+                // Its kv writes are dropped with its actions: the retry makes both again.
+                if let Err(e) = self.apply(target, reply.actions).await {
+                    let error = format!("its actions were not applied: {e}");
+                    return retry_or_dead(&self.settings, number, error);
+                }
+                match self.keep(target, pending).await {
+                    Ok(()) => Attempt::Delivered { at: Utc::now() },
+                    Err(e) => {
+                        let error = format!("its kv writes were not stored: {e}");
+                        retry_or_dead(&self.settings, number, error)
+                    }
+                }
+            }
+            // Its actions are not applied (the retry will produce them again); its kv writes
+            // (a renewed login, say) are its own state and are kept.
+            EventOutcome::RetryLater(reason) => {
+                self.keep_or_warn(target, pending).await;
+                retry_or_dead(&self.settings, number, format!("retry later: {reason}"))
+            }
+            // Final: its actions (e.g. a note saying why) are applied.
+            EventOutcome::Failed(reason) => {
+                match self.apply(target, reply.actions).await {
+                    Ok(()) => self.keep_or_warn(target, pending).await,
+                    Err(e) => tracing::warn!(
+                        "actions of `{}` for delivery {} were not applied: {e}",
+                        target.name,
+                        d.id
+                    ),
+                }
+                Attempt::Dead {
+                    error: format!("failed: {reason}"),
+                }
+            }
+        }
+    }
+
+    /// [`Self::keep`] for an attempt whose outcome does not depend on it.
+    async fn keep_or_warn(&self, target: &Target, pending: PendingKv) {
+        if let Err(e) = self.keep(target, pending).await {
+            tracing::warn!("kv writes of `{}` were not stored: {e}", target.name);
         }
     }
 
