@@ -2,13 +2,12 @@
 //! limit, the deadline, the dry-run overlay of kv writes, and the host imports' behaviour, shared
 //! by every WIT version's bindings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::ResourceLimiter;
 
-use super::env::{CallEnv, HeldRequest};
+use super::env::{CallEnv, HeldRequest, PendingKv};
 use super::manifest::{origin_of, Manifest};
 use super::types::{Header, HttpError, HttpRequest, HttpResponse, LogLevel};
 
@@ -73,8 +72,9 @@ pub struct CallState {
     env: CallEnv,
     pub(crate) limiter: Limiter,
     deadline: Instant,
-    /// Kv writes of a dry run or held for the caller: key → value, `None` for a delete.
-    overlay: HashMap<String, Option<Vec<u8>>>,
+    /// Where kv writes go instead of the store: the caller's (`CallEnv::pending_kv`), or, in
+    /// a dry run, this call's own, dropped with it. `None`: they are written through.
+    held_kv: Option<PendingKv>,
     kv_writes: u32,
     log_lines: u32,
     /// The first origin the guest tried to reach outside its allowlist: the call fails with it.
@@ -86,6 +86,10 @@ impl CallState {
         let max_memory_bytes = usize::try_from(connector.manifest.limits.memory_mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1024 * 1024);
+        let held_kv = env
+            .pending_kv
+            .clone()
+            .or_else(|| env.dry_run.then(PendingKv::default));
         Self {
             connector,
             env,
@@ -94,7 +98,7 @@ impl CallState {
                 exceeded: false,
             },
             deadline,
-            overlay: HashMap::new(),
+            held_kv,
             kv_writes: 0,
             log_lines: 0,
             violation: None,
@@ -260,8 +264,8 @@ impl CallState {
     }
 
     pub(crate) fn kv_get(&mut self, key: &str) -> Option<Vec<u8>> {
-        if let Some(v) = self.overlay.get(key) {
-            return v.clone();
+        if let Some(v) = self.held_kv.as_ref().and_then(|h| h.get(key)) {
+            return v;
         }
         match self.env.kv.get(self.name(), key) {
             Ok(v) => v,
@@ -296,11 +300,8 @@ impl CallState {
                 value.len()
             ));
         }
-        if let Some(pending) = &self.env.pending_kv {
-            pending.push(key, Some(value.clone()));
-        }
-        if self.env.dry_run || self.env.pending_kv.is_some() {
-            self.overlay.insert(key.to_owned(), Some(value));
+        if let Some(held) = &self.held_kv {
+            held.push(key, Some(value));
             return Ok(());
         }
         self.env.kv.set(self.name(), key, &value)
@@ -308,11 +309,8 @@ impl CallState {
 
     pub(crate) fn kv_delete(&mut self, key: &str) -> Result<(), String> {
         self.count_write(key)?;
-        if let Some(pending) = &self.env.pending_kv {
-            pending.push(key, None);
-        }
-        if self.env.dry_run || self.env.pending_kv.is_some() {
-            self.overlay.insert(key.to_owned(), None);
+        if let Some(held) = &self.held_kv {
+            held.push(key, None);
             return Ok(());
         }
         self.env.kv.delete(self.name(), key)

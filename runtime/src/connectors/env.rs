@@ -2,7 +2,7 @@
 //! rules, secrets, the office's time zone, and whether this is a dry run. The services build a
 //! [`CallEnv`]; the host never reaches into them otherwise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::secrets::Secrets;
@@ -31,22 +31,42 @@ pub struct CallEnv {
 /// One kv write: the key and its new value, `None` for a delete.
 pub type KvWrite = (String, Option<Vec<u8>>);
 
-/// One call's kv writes, held until its actions are applied. Clones share the writes.
+/// One call's kv writes, held until its actions are applied, or dropped (a dry run's). The
+/// call's own reads see them. Clones share the writes.
 #[derive(Debug, Clone, Default)]
-pub struct PendingKv(Arc<Mutex<Vec<KvWrite>>>);
+pub struct PendingKv(Arc<Mutex<Held>>);
+
+/// The writes in the order the call made them, and where the last write of each key is.
+#[derive(Debug, Default)]
+struct Held {
+    writes: Vec<KvWrite>,
+    last: HashMap<String, usize>,
+}
 
 impl PendingKv {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn push(&self, key: &str, value: Option<Vec<u8>>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((key.to_owned(), value));
+        let mut held = self.held();
+        let at = held.writes.len();
+        held.writes.push((key.to_owned(), value));
+        held.last.insert(key.to_owned(), at);
+    }
+
+    /// The value the call's last write of `key` left (`Some(None)`: deleted); `None` when the
+    /// call did not write it.
+    pub(crate) fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        let held = self.held();
+        let at = *held.last.get(key)?;
+        held.writes.get(at).map(|(_, v)| v.clone())
     }
 
     /// Stores the writes in `kv` for `connector`, in the order the call made them, durably
     /// when it returns `Ok`; they are then gone from here.
     pub fn commit(&self, kv: &dyn KvSpace, connector: &str) -> Result<(), String> {
-        let writes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let writes = std::mem::take(&mut *self.held()).writes;
         if writes.is_empty() {
             return Ok(());
         }
@@ -164,5 +184,29 @@ impl LevyAssessor for NoLevy {
         Err(format!(
             "no levy rules are available to assess `{permit}` here"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_writes_answer_reads_with_the_last_write_and_commit_in_order() {
+        let held = PendingKv::default();
+        held.push("a", Some(b"1".to_vec()));
+        held.push("b", Some(b"2".to_vec()));
+        held.push("a", None);
+        held.push("b", Some(b"3".to_vec()));
+        assert_eq!(held.get("a"), Some(None), "deleted by its last write");
+        assert_eq!(held.get("b"), Some(Some(b"3".to_vec())));
+        assert_eq!(held.get("c"), None, "never written");
+
+        let kv = MemoryKv::default();
+        kv.set("echo", "a", b"0").unwrap();
+        held.clone().commit(&kv, "echo").unwrap();
+        assert_eq!(kv.get("echo", "a").unwrap(), None);
+        assert_eq!(kv.get("echo", "b").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(held.get("b"), None, "committed writes are gone");
     }
 }
