@@ -52,6 +52,7 @@ pub struct Metrics {
     rendering: Mutex<()>,
     folder_reads: Counter,
     rules_events: Family<Labels, Counter>,
+    rules_reads: Family<Labels, Counter>,
     evaluations_in_flight: Gauge,
 }
 
@@ -109,7 +110,7 @@ impl Default for Metrics {
         let folder_reads = Counter::default();
         registry.register(
             "rules_folder_reads",
-            "Whole reads of the rules folder (start-up, changes, admin reloads)",
+            "Reads of the rules folder (start-up, changes, admin reloads)",
             folder_reads.clone(),
         );
         let rules_events = Family::<Labels, Counter>::default();
@@ -117,6 +118,13 @@ impl Default for Metrics {
             "rules_events",
             "File events from the rules folder: `change` (content) or `ignored` (access only)",
             rules_events.clone(),
+        );
+        let rules_reads = Family::<Labels, Counter>::default();
+        registry.register(
+            "rules_reads",
+            "Reads of the rules folder by what they looked at: `whole` (every file's metadata) \
+             or `changed_paths` (only the paths the watcher saw change)",
+            rules_reads.clone(),
         );
         let evaluations_in_flight = Gauge::default();
         registry.register(
@@ -129,6 +137,7 @@ impl Default for Metrics {
             registry,
             folder_reads,
             rules_events,
+            rules_reads,
             requests,
             latency,
             evaluations,
@@ -187,6 +196,13 @@ impl Metrics {
         self.rules_events
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    pub fn rules_read(&self, whole: bool) {
+        let scope = if whole { "whole" } else { "changed_paths" };
+        self.rules_reads
+            .get_or_create(&vec![("scope", scope.to_owned())])
+            .inc();
     }
 
     pub fn set_active_release(&self, id: &str) {

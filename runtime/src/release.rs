@@ -2,6 +2,7 @@
 //! Candidates that fail anything are never served.
 
 mod calendar;
+pub mod changes;
 mod conditions;
 mod imports;
 pub mod plugins;

@@ -6,12 +6,14 @@
 //! can change what the folder holds count: the watcher also reports every *open*, and reading the
 //! folder opens every file, so treating opens as changes would make each read trigger the next.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::RecursiveMode;
-use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use notify_debouncer_full::{
+    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
+};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -20,7 +22,8 @@ use crate::services::releases::Trigger;
 
 /// Keeps the watcher alive; dropping it stops watching.
 ///
-/// It watches from [`start`] on, but turns changes into reloads only from
+/// It watches from [`start_if_configured`] on, noting each changed path for the next read of
+/// the folder (which then looks at those paths only), but turns changes into reloads only from
 /// [`Watcher::reload_changes`]: started before the start-up reads the folder and released once
 /// the start-up's release serves, it loses no save made while the start-up builds, and no reload
 /// races the start-up's.
@@ -37,12 +40,18 @@ impl Drop for Watcher {
         if let Some(task) = &self.task {
             task.abort();
         }
+        self.app
+            .releases()
+            .folder_changes()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .not_watching();
     }
 }
 
 impl Watcher {
-    /// From now on a change is a candidate release; changes seen since [`start`] give one
-    /// reload now.
+    /// From now on a change is a candidate release; changes seen since the watcher started
+    /// give one reload now.
     pub fn reload_changes(&mut self) {
         if let Some(changes) = self.held.take() {
             self.task = Some(tokio::spawn(reload_on(self.app.clone(), changes)));
@@ -106,12 +115,81 @@ fn is_plugin_change(rel: &Path) -> bool {
     }
 }
 
+/// Where a changed path is, for the next read of the rules folder.
+#[derive(Debug, PartialEq, Eq)]
+enum Place {
+    /// In the rules folder: `/`-separated and relative to it, empty for the folder itself.
+    Rules(String),
+    /// A path no read takes: an editor's leftover, anything in a hidden folder, or a path
+    /// in the plugins folder (read whole by every reload).
+    Untaken,
+    /// A path the read cannot name (not UTF-8, or not under either folder): only a whole read
+    /// can tell what changed.
+    Unknown,
+}
+
+/// Where `path` is, given the rules folder's and the plugins folder's absolute paths.
+fn place(rules: &[PathBuf], plugins: &[PathBuf], path: &Path) -> Place {
+    let Some(rel) = rules.iter().find_map(|root| path.strip_prefix(root).ok()) else {
+        return if plugins.iter().any(|root| path.starts_with(root)) {
+            Place::Untaken
+        } else {
+            Place::Unknown
+        };
+    };
+    let mut parts = Vec::new();
+    for part in rel.components() {
+        let Some(name) = part
+            .as_os_str()
+            .to_str()
+            .filter(|_| matches!(part, Component::Normal(_)))
+        else {
+            return Place::Unknown;
+        };
+        if is_ignored(name) {
+            return Place::Untaken;
+        }
+        parts.push(name);
+    }
+    Place::Rules(parts.join("/"))
+}
+
+/// Notes each changed path of the rules folder for the next read.
+fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[&DebouncedEvent]) {
+    let mut noted = app
+        .releases()
+        .folder_changes()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for event in changes {
+        if event.need_rescan() {
+            noted.everything_changed();
+        }
+        for path in &event.paths {
+            match place(rules, plugins, path) {
+                Place::Rules(rel) => noted.changed(rel),
+                Place::Untaken => {}
+                Place::Unknown => noted.everything_changed(),
+            }
+        }
+    }
+}
+
 /// Watches the rules and plugins folders; see [`Watcher`].
-pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
+fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let rules_dir = app.config().rules_dir.clone();
     let plugins_dir = app.config().plugins_dir.clone();
     let plugins_root = std::fs::canonicalize(&plugins_dir).unwrap_or_else(|_| plugins_dir.clone());
+    // Events name paths under a folder as it was given to the watcher, made absolute.
+    let roots = |dir: &Path| -> Vec<PathBuf> {
+        [std::path::absolute(dir), std::fs::canonicalize(dir)]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let rules_roots = roots(&rules_dir);
+    let plugins_roots = roots(&plugins_dir);
     let counter = app.clone();
     let mut debouncer = new_debouncer(
         app.config().limits.reload_debounce(),
@@ -122,6 +200,7 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
                     events.iter().partition(|e| is_content_change(e));
                 counter.metrics().rules_events(false, ignored.len());
                 counter.metrics().rules_events(true, changes.len());
+                note_changes(&counter, &rules_roots, &plugins_roots, &changes);
                 let relevant = changes.iter().any(|e| {
                     e.paths.iter().any(|p| match p.strip_prefix(&plugins_root) {
                         Ok(rel) => is_plugin_change(rel),
@@ -138,10 +217,28 @@ pub fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
                 for e in errors {
                     tracing::warn!("watching rules: {e}");
                 }
+                // What the lost events named is unknown: the next read looks at everything.
+                counter
+                    .releases()
+                    .folder_changes()
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .everything_changed();
             }
         },
     )?;
-    debouncer.watch(Path::new(&rules_dir), RecursiveMode::Recursive)?;
+    // Before the folder is watched: a change from here on is noted.
+    let noted = || {
+        app.releases()
+            .folder_changes()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    noted().watching_from_now();
+    if let Err(e) = debouncer.watch(Path::new(&rules_dir), RecursiveMode::Recursive) {
+        noted().not_watching();
+        return Err(e);
+    }
     tracing::info!("watching {} for changes", rules_dir.display());
     // A plugins folder made after the start is read by the next reload, not watched.
     if plugins_dir.is_dir() {
@@ -188,6 +285,7 @@ async fn reload_on(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<()>) {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode};
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn only_manifests_and_components_of_plugins_matter() {
@@ -204,6 +302,28 @@ mod tests {
         ] {
             assert_eq!(is_plugin_change(Path::new(path)), matters, "{path}");
         }
+    }
+
+    #[test]
+    fn changed_paths_are_told_relative_to_the_rules_folder() {
+        let rules = [
+            PathBuf::from("/srv/pintu/./rules"),
+            PathBuf::from("/data/rules"),
+        ];
+        let plugins = [PathBuf::from("/srv/pintu/plugins")];
+        let at = |path: &str| place(&rules, &plugins, Path::new(path));
+        assert_eq!(
+            at("/srv/pintu/rules/pbg/levy.rhai"),
+            Place::Rules("pbg/levy.rhai".into())
+        );
+        assert_eq!(at("/data/rules/pbg"), Place::Rules("pbg".into()));
+        assert_eq!(at("/srv/pintu/rules"), Place::Rules(String::new()));
+        assert_eq!(at("/srv/pintu/rules/pbg/.levy.rhai.swp"), Place::Untaken);
+        assert_eq!(at("/srv/pintu/rules/.git/index"), Place::Untaken);
+        assert_eq!(at("/srv/pintu/plugins/oss/oss.wasm"), Place::Untaken);
+        assert_eq!(at("/elsewhere/levy.rhai"), Place::Unknown);
+        let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/data/rules/p\xff/a.toml"));
+        assert_eq!(place(&rules, &plugins, not_utf8), Place::Unknown);
     }
 
     #[test]

@@ -115,6 +115,62 @@ async fn reading_the_folder_does_not_wake_the_watcher() {
     assert_eq!(reload_count(&s).await, records_before + 1, "{}", s.log());
 }
 
+const WHOLE: &str = "pintu_rules_reads_total{scope=\"whole\"} ";
+const NAMED: &str = "pintu_rules_reads_total{scope=\"changed_paths\"} ";
+
+/// The levy total of `uji` for x = 100, once it is `want`.
+async fn wait_for_levy_total(s: &Server, want: &str) {
+    let started = Instant::now();
+    loop {
+        let (status, v) = s
+            .post("/v1/permits/uji/levy", json!({"data": {"x": 100}}))
+            .await;
+        if status == 200 && v["total"] == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the levy total never became {want} (last: {status} {v}); log:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn saves_read_only_what_the_watcher_saw_change_and_a_forced_reload_reads_everything() {
+    let (dir, s) = uji_server("0.1");
+    let rules = s.rules.clone();
+    let first = s.release().await.unwrap();
+    let whole = metric(&s, WHOLE).await;
+    assert!(whole >= 1, "start-up reads the whole folder");
+
+    // A save, then a permit type's folder swapped for a new version by two renames, as a
+    // deployment does: each is read from the paths the watcher named, and goes live.
+    write_uji(&rules, "0.2");
+    s.wait_for_new_release(Some(&first), WAIT).await;
+    wait_for_levy_total(&s, "20").await;
+    let staging = dir.path().join("staging");
+    write_uji(&staging, "0.3");
+    std::fs::rename(rules.join("uji"), dir.path().join("uji-old")).unwrap();
+    std::fs::rename(staging.join("uji"), rules.join("uji")).unwrap();
+    wait_for_levy_total(&s, "30").await;
+    assert_eq!(metric(&s, WHOLE).await, whole, "{}", s.log());
+    assert!(metric(&s, NAMED).await >= 2, "{}", s.log());
+
+    // A file changed in the folder swapped in is seen: the watcher watches the new folder.
+    write_file(
+        &rules.join("uji/permit.toml"),
+        &pintu_tests::uji_tree("0.4")[0].1,
+    );
+    wait_for_levy_total(&s, "40").await;
+
+    // An admin's reload trusts nothing it read before.
+    let (status, v) = s.admin_post("/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(metric(&s, WHOLE).await, whole + 1, "{}", s.log());
+}
+
 #[tokio::test]
 async fn a_folder_that_fails_to_read_is_recorded_once_not_per_event() {
     use std::os::unix::fs::PermissionsExt;

@@ -15,6 +15,7 @@ use crate::auth::Roles;
 use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::metrics::Metrics;
+use crate::release::changes::FolderChanges;
 use crate::release::source::ReadCache;
 use crate::release::{
     self, BuildReport, ConnectorSetup, PluginFiles, Release, SourceTree, TestConditions,
@@ -216,6 +217,9 @@ pub struct ReleaseManager {
     folder_problem: ArcSwapOption<String>,
     /// What the last read of the rules folder saw, so the next opens only what changed.
     read_cache: Arc<std::sync::Mutex<ReadCache>>,
+    /// What the watcher saw change since the last read; taken with the read cache's lock held,
+    /// so that the two always go together.
+    changes: Arc<std::sync::Mutex<FolderChanges>>,
     /// This process's engine and settings, recorded with each release that passes its
     /// fixtures; `None` when they cannot be told (then fixtures always run).
     conditions: Option<TestConditions>,
@@ -250,12 +254,18 @@ impl ReleaseManager {
             reload_lock: tokio::sync::Mutex::new(ReloadState::default()),
             folder_problem: ArcSwapOption::empty(),
             read_cache: Arc::default(),
+            changes: Arc::default(),
         }
     }
 
     /// The release serving requests now.
     pub fn current(&self) -> Option<Arc<Release>> {
         self.active.current()
+    }
+
+    /// Where the watcher notes what changes in the rules folder.
+    pub fn folder_changes(&self) -> &std::sync::Mutex<FolderChanges> {
+        &self.changes
     }
 
     /// Set while the rules folder does not build: what is wrong and what serves instead.
@@ -396,24 +406,43 @@ impl ReleaseManager {
         let limits = self.limits.clone();
         let deadline = limits.rules_read_timeout();
         let cache = self.read_cache.clone();
+        let changes = self.changes.clone();
+        let metrics = self.metrics.clone();
         read_within(shown, deadline, move || {
             let started = std::time::Instant::now();
             // A read that outlived its deadline may still hold the cache: read without it.
             let rules = match cache.try_lock() {
                 Ok(mut cache) => {
+                    let changed = changes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
                     if fresh {
                         cache.forget();
                     }
-                    let read = SourceTree::read_dir_cached(&dir, &limits, &mut cache);
+                    let (read, scope) = match changed.filter(|_| !fresh) {
+                        Some(paths) => (
+                            SourceTree::read_changed(&dir, &limits, &mut cache, &paths),
+                            format!("{} changed paths", paths.len()),
+                        ),
+                        None => (
+                            SourceTree::read_dir_cached(&dir, &limits, &mut cache),
+                            "the whole folder".to_owned(),
+                        ),
+                    };
+                    metrics.rules_read(cache.looked_at_all());
                     tracing::debug!(
-                        "read the rules folder in {} ms: {} files opened, {} remembered for the next read",
+                        "read the rules folder in {} ms, looking at {scope}: {} files opened, {} remembered for the next read",
                         started.elapsed().as_millis(),
                         cache.opened(),
                         cache.len(),
                     );
                     read
                 }
-                Err(_) => SourceTree::read_dir(&dir, &limits),
+                Err(_) => {
+                    metrics.rules_read(true);
+                    SourceTree::read_dir(&dir, &limits)
+                }
             };
             let plugins = PluginFiles::read_dir(&plugins);
             match (rules, plugins) {
