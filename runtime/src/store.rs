@@ -218,19 +218,81 @@ pub(crate) fn put_sources<T: AsRef<str>>(
     id: &str,
     sources: &BTreeMap<String, T>,
 ) -> Result<(), StoreError> {
+    let keys: Vec<String> = sources.values().map(|t| source_key(t.as_ref())).collect();
+    put_keyed(
+        txn,
+        id,
+        sources
+            .iter()
+            .zip(&keys)
+            .map(|((path, text), key)| (path.as_str(), text.as_ref(), key.as_str())),
+    )
+}
+
+/// [`put_sources`] with each text's key already known.
+fn put_keyed<'a>(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    sources: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<(), StoreError> {
     let mut files = txn.open_table(SOURCE_FILES)?;
     let mut manifest = BTreeMap::new();
-    for (path, text) in sources {
-        let text = text.as_ref();
-        let key = source_key(text);
-        if files.get(key.as_str())?.is_none() {
-            files.insert(key.as_str(), encode_shallow(text)?.as_slice())?;
+    for (path, text, key) in sources {
+        if files.get(key)?.is_none() {
+            files.insert(key, encode_shallow(text)?.as_slice())?;
         }
-        manifest.insert(path.as_str(), key);
+        manifest.insert(path, key);
     }
     txn.open_table(RELEASE_SOURCES)?
         .insert(id, encode_shallow(&manifest)?.as_slice())?;
     Ok(())
+}
+
+/// The keys of the texts the store wrote last, each with the very text it was computed from. A
+/// release read after a save shares every unchanged text with the one stored before it, so
+/// their keys are known without hashing them again: at a big office's size, hashing 48 MB of
+/// texts was a third of storing a release. The texts are held, so no other text can take the
+/// place of one in memory and be mistaken for it.
+#[derive(Debug, Default)]
+pub(crate) struct SourceKeys(std::collections::HashMap<usize, (Arc<str>, String)>);
+
+impl SourceKeys {
+    /// Where `text` is in memory: the same for every handle of one text, and no other live
+    /// text's.
+    fn place(text: &Arc<str>) -> usize {
+        Arc::as_ptr(text).cast::<u8>().addr()
+    }
+
+    /// [`put_sources`], hashing only the texts that are not the very ones stored last; then
+    /// remembers this release's keys.
+    pub(crate) fn put(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        id: &str,
+        sources: &BTreeMap<String, Arc<str>>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = sources
+            .values()
+            .map(|text| match self.0.get(&Self::place(text)) {
+                Some((seen, key)) if Arc::ptr_eq(seen, text) => key.clone(),
+                _ => source_key(text),
+            })
+            .collect();
+        put_keyed(
+            txn,
+            id,
+            sources
+                .iter()
+                .zip(&keys)
+                .map(|((path, text), key)| (path.as_str(), &**text, key.as_str())),
+        )?;
+        self.0 = sources
+            .values()
+            .zip(keys)
+            .map(|(text, key)| (Self::place(text), (text.clone(), key)))
+            .collect();
+        Ok(())
+    }
 }
 
 /// The stored form of a record. Depth is capped here, once for every record type, so that what
@@ -248,7 +310,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 /// Values whose type bounds their depth far below [`bound::MAX_RECORD_DEPTH`]: they need no cap.
 pub(crate) trait Shallow: Serialize {}
 impl Shallow for str {}
-impl Shallow for BTreeMap<&str, String> {}
+impl Shallow for BTreeMap<&str, &str> {}
 
 /// [`encode`] for a [`Shallow`] value: the same bytes, without copying it into a JSON tree to
 /// cap its depth. A big office's release lists 35,000 files; that copy was about a tenth of
@@ -1112,11 +1174,45 @@ mod tests {
     }
 
     #[test]
+    fn texts_shared_with_the_release_stored_last_keep_their_keys_and_others_are_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let db = store.shared.db().unwrap();
+        let txn = db.begin_write().unwrap();
+        let manifest = |id: &str| -> BTreeMap<String, String> {
+            let table = txn.open_table(RELEASE_SOURCES).unwrap();
+            let bytes = table.get(id).unwrap().unwrap();
+            decode("release_sources", bytes.value()).unwrap()
+        };
+        let shared: Arc<str> = Arc::from("name = \"A\"\n");
+        let release = |levy: &str| {
+            BTreeMap::from([
+                ("a/permit.toml".to_owned(), shared.clone()),
+                ("a/levy.rhai".to_owned(), Arc::<str>::from(levy)),
+            ])
+        };
+        let mut keys = SourceKeys::default();
+        keys.put(&txn, "satu", &release("// 1\n")).unwrap();
+        assert_eq!(manifest("satu")["a/permit.toml"], source_key(&shared));
+        // The key remembered for the very text stored last is the one used: a wrong one would
+        // stay wrong, which shows the text is not hashed again.
+        keys.0.get_mut(&SourceKeys::place(&shared)).unwrap().1 = "diingat".into();
+        keys.put(&txn, "dua", &release("// 1\n")).unwrap();
+        assert_eq!(manifest("dua")["a/permit.toml"], "diingat");
+        // An equal text that is not the same one, and a changed text, are hashed.
+        assert_eq!(manifest("dua")["a/levy.rhai"], source_key("// 1\n"));
+        let other = BTreeMap::from([
+            ("a/permit.toml".to_owned(), Arc::<str>::from(&*shared)),
+            ("a/levy.rhai".to_owned(), Arc::<str>::from("// 2\n")),
+        ]);
+        keys.put(&txn, "tiga", &other).unwrap();
+        assert_eq!(manifest("tiga")["a/permit.toml"], source_key(&shared));
+        assert_eq!(manifest("tiga")["a/levy.rhai"], source_key("// 2\n"));
+    }
+
+    #[test]
     fn shallow_values_are_stored_as_the_general_encoding_stores_them() {
-        let manifest: BTreeMap<&str, String> = [("b/levy.rhai", "k2"), ("a/permit.toml", "k1")]
-            .into_iter()
-            .map(|(p, k)| (p, k.to_owned()))
-            .collect();
+        let manifest = BTreeMap::from([("b/levy.rhai", "k2"), ("a/permit.toml", "k1")]);
         assert_eq!(
             encode_shallow(&manifest).unwrap(),
             encode(&manifest).unwrap()

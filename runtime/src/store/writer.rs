@@ -17,8 +17,8 @@ use super::records::{
 };
 use super::retention::{self, PrunePlan};
 use super::{
-    encode, Shared, StoreError, ACTIVATIONS, AUDIT, CONNECTOR_KV, DECISIONS, DECISIONS_BY_PERMIT,
-    META, META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
+    encode, Shared, SourceKeys, StoreError, ACTIVATIONS, AUDIT, CONNECTOR_KV, DECISIONS,
+    DECISIONS_BY_PERMIT, META, META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
 };
 
 /// One change to the database. Changes submitted together land in the same transaction.
@@ -174,6 +174,7 @@ fn run(
 ) {
     let mut wait = RECOVERY_FIRST_WAIT;
     let mut next_attempt = Instant::now();
+    let mut keys = SourceKeys::default();
     loop {
         // While faulted, wake up on a timer too: recovery must not depend on traffic.
         let first = if db.fault().is_some() {
@@ -225,7 +226,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        match commit(db, &batch) {
+        match commit(db, &batch, &mut keys) {
             Ok(seqs) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 let appended_events = batch
@@ -289,7 +290,11 @@ fn recover(db: &Shared) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> {
+fn commit(
+    db: &Shared,
+    batch: &[Job],
+    keys: &mut SourceKeys,
+) -> Result<Vec<Vec<Outcome>>, StoreError> {
     let db = db.db()?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
@@ -304,7 +309,7 @@ fn commit(db: &Shared, batch: &[Job]) -> Result<Vec<Vec<Outcome>>, StoreError> {
                 outcomes.push(Outcome::Application(Box::new(outcome)));
             } else if let Op::Delivery(d) = op {
                 outcomes.push(Outcome::Delivery(super::deliveries::apply(&txn, d)?));
-            } else if let Some(seq) = apply(&txn, op)? {
+            } else if let Some(seq) = apply(&txn, op, keys)? {
                 outcomes.push(Outcome::Seq(seq));
             }
         }
@@ -320,12 +325,16 @@ fn append(table: &mut Table<'_, u64, &[u8]>, bytes: &[u8]) -> Result<u64, StoreE
     Ok(next)
 }
 
-fn apply(txn: &WriteTransaction, op: &Op) -> Result<Option<u64>, StoreError> {
+fn apply(
+    txn: &WriteTransaction,
+    op: &Op,
+    keys: &mut SourceKeys,
+) -> Result<Option<u64>, StoreError> {
     Ok(match op {
         Op::Release { record, sources } => {
             txn.open_table(RELEASES)?
                 .insert(record.id.as_str(), encode(record)?.as_slice())?;
-            super::put_sources(txn, &record.id, sources)?;
+            keys.put(txn, &record.id, sources)?;
             None
         }
         Op::ReleasePlugins { release, files } => {
