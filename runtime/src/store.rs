@@ -219,29 +219,23 @@ pub(crate) fn put_sources<T: AsRef<str>>(
     sources: &BTreeMap<String, T>,
 ) -> Result<(), StoreError> {
     let keys: Vec<String> = sources.values().map(|t| source_key(t.as_ref())).collect();
-    put_keyed(
-        txn,
-        id,
-        sources
-            .iter()
-            .zip(&keys)
-            .map(|((path, text), key)| (path.as_str(), text.as_ref(), key.as_str())),
-    )
+    put_keyed(txn, id, sources, &keys)
 }
 
-/// [`put_sources`] with each text's key already known.
-fn put_keyed<'a>(
+/// [`put_sources`] with the key of each text already known, in the order of `sources`.
+fn put_keyed<T: AsRef<str>>(
     txn: &redb::WriteTransaction,
     id: &str,
-    sources: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+    sources: &BTreeMap<String, T>,
+    keys: &[String],
 ) -> Result<(), StoreError> {
     let mut files = txn.open_table(SOURCE_FILES)?;
     let mut manifest = BTreeMap::new();
-    for (path, text, key) in sources {
-        if files.get(key)?.is_none() {
-            files.insert(key, encode_shallow(text)?.as_slice())?;
+    for ((path, text), key) in sources.iter().zip(keys) {
+        if files.get(key.as_str())?.is_none() {
+            files.insert(key.as_str(), encode_shallow(text.as_ref())?.as_slice())?;
         }
-        manifest.insert(path, key);
+        manifest.insert(path.as_str(), key.as_str());
     }
     txn.open_table(RELEASE_SOURCES)?
         .insert(id, encode_shallow(&manifest)?.as_slice())?;
@@ -278,14 +272,7 @@ impl SourceKeys {
                 _ => source_key(text),
             })
             .collect();
-        put_keyed(
-            txn,
-            id,
-            sources
-                .iter()
-                .zip(&keys)
-                .map(|((path, text), key)| (path.as_str(), &**text, key.as_str())),
-        )?;
+        put_keyed(txn, id, sources, &keys)?;
         self.0 = sources
             .values()
             .zip(keys)
