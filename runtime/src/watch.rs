@@ -40,12 +40,7 @@ impl Drop for Watcher {
         if let Some(task) = &self.task {
             task.abort();
         }
-        self.app
-            .releases()
-            .folder_changes()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .not_watching();
+        self.app.releases().folder_changes().not_watching();
     }
 }
 
@@ -156,11 +151,7 @@ fn place(rules: &[PathBuf], plugins: &[PathBuf], path: &Path) -> Place {
 
 /// Notes each changed path of the rules folder for the next read.
 fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[&DebouncedEvent]) {
-    let mut noted = app
-        .releases()
-        .folder_changes()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut noted = app.releases().folder_changes();
     for event in changes {
         if event.need_rescan() {
             noted.everything_changed();
@@ -218,22 +209,12 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
                     tracing::warn!("watching rules: {e}");
                 }
                 // What the lost events named is unknown: the next read looks at everything.
-                counter
-                    .releases()
-                    .folder_changes()
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .everything_changed();
+                counter.releases().folder_changes().everything_changed();
             }
         },
     )?;
     // Before the folder is watched: a change from here on is noted.
-    let noted = || {
-        app.releases()
-            .folder_changes()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
+    let noted = || app.releases().folder_changes();
     noted().watching_from_now();
     if let Err(e) = debouncer.watch(Path::new(&rules_dir), RecursiveMode::Recursive) {
         noted().not_watching();

@@ -2,7 +2,7 @@
 //! rules, secrets, the office's time zone, and whether this is a dry run. The services build a
 //! [`CallEnv`]; the host never reaches into them otherwise.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::secrets::Secrets;
@@ -34,39 +34,33 @@ pub type KvWrite = (String, Option<Vec<u8>>);
 /// One call's kv writes, held until its actions are applied, or dropped (a dry run's). The
 /// call's own reads see them. Clones share the writes.
 #[derive(Debug, Clone, Default)]
-pub struct PendingKv(Arc<Mutex<Held>>);
-
-/// The writes in the order the call made them, and where the last write of each key is.
-#[derive(Debug, Default)]
-struct Held {
-    writes: Vec<KvWrite>,
-    last: HashMap<String, usize>,
-}
+pub struct PendingKv(Arc<Mutex<Vec<KvWrite>>>);
 
 impl PendingKv {
-    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+    /// The writes in the order the call made them.
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<KvWrite>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn push(&self, key: &str, value: Option<Vec<u8>>) {
-        let mut held = self.held();
-        let at = held.writes.len();
-        held.writes.push((key.to_owned(), value));
-        held.last.insert(key.to_owned(), at);
+        self.held().push((key.to_owned(), value));
     }
 
     /// The value the call's last write of `key` left (`Some(None)`: deleted); `None` when the
-    /// call did not write it.
+    /// call did not write it. A call makes at most `MAX_KV_WRITES_PER_CALL` writes, so the newest is
+    /// found by looking back through them.
     pub(crate) fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        let held = self.held();
-        let at = *held.last.get(key)?;
-        held.writes.get(at).map(|(_, v)| v.clone())
+        self.held()
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Stores the writes in `kv` for `connector`, in the order the call made them, durably
     /// when it returns `Ok`; they are then gone from here.
     pub fn commit(&self, kv: &dyn KvSpace, connector: &str) -> Result<(), String> {
-        let writes = std::mem::take(&mut *self.held()).writes;
+        let writes = std::mem::take(&mut *self.held());
         if writes.is_empty() {
             return Ok(());
         }

@@ -200,6 +200,16 @@ struct ReloadState {
     last_failure: Option<FailureKey>,
 }
 
+/// The changes noted so far; a note interrupted by a panic leaves at worst one path or flag
+/// unset, and the next whole read covers it.
+fn lock_changes(
+    changes: &std::sync::Mutex<FolderChanges>,
+) -> std::sync::MutexGuard<'_, FolderChanges> {
+    changes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct ReleaseManager {
     rules_dir: PathBuf,
     /// Connectors released with the rules (`--plugins`); a missing folder means none.
@@ -264,8 +274,8 @@ impl ReleaseManager {
     }
 
     /// Where the watcher notes what changes in the rules folder.
-    pub fn folder_changes(&self) -> &std::sync::Mutex<FolderChanges> {
-        &self.changes
+    pub fn folder_changes(&self) -> std::sync::MutexGuard<'_, FolderChanges> {
+        lock_changes(&self.changes)
     }
 
     /// Set while the rules folder does not build: what is wrong and what serves instead.
@@ -413,10 +423,7 @@ impl ReleaseManager {
             // A read that outlived its deadline may still hold the cache: read without it.
             let rules = match cache.try_lock() {
                 Ok(mut cache) => {
-                    let changed = changes
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
+                    let changed = lock_changes(&changes).take();
                     if fresh {
                         cache.forget();
                     }
