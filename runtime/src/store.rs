@@ -44,6 +44,11 @@ pub(crate) const RELEASE_SOURCES: TableDefinition<&str, &[u8]> =
 /// Every file body of every stored release once, by the SHA-256 of its text: a release of 1,000
 /// permit types holds some 35,000 files, and a reload changes a few of them.
 pub(crate) const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_files");
+/// The files of one top-level folder (a permit type, `lib`, or the root's own files) as
+/// `{path within it: key in source_files}`, once per distinct content, by its [`tree_key`]. A
+/// release lists its folders' trees, so a save stores one new tree and a short list instead of
+/// every path of the office again.
+pub(crate) const SOURCE_TREES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_trees");
 pub(crate) const ACTIVATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("activations");
 pub(crate) const RELOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("reloads");
 pub(crate) const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
@@ -211,35 +216,112 @@ pub(crate) fn source_key(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Stores `sources` (`{path: text}`) as the release `id`: each body not stored yet goes into
-/// `source_files`, and the release's entry in `release_sources` maps each path to its key.
-pub(crate) fn put_sources<T: AsRef<str>>(
-    txn: &redb::WriteTransaction,
-    id: &str,
-    sources: &BTreeMap<String, T>,
-) -> Result<(), StoreError> {
-    let keys: Vec<String> = sources.values().map(|t| source_key(t.as_ref())).collect();
-    put_keyed(txn, id, sources, &keys)
+/// The top-level folder a path lies in, and the rest of the path; `""` for the root's own files.
+fn split_folder(path: &str) -> (&str, &str) {
+    path.split_once('/').unwrap_or(("", path))
 }
 
-/// [`put_sources`] with the key of each text already known, in the order of `sources`.
+/// The key of a tree in `source_trees`: the SHA-256 of its `(path, text key)` entries, in order.
+pub(crate) fn tree_key<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, key) in entries {
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((key.len() as u64).to_le_bytes());
+        h.update(key.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A release's files as `release_sources` lists them: `(path, text key, text)` grouped into
+/// their top-level folders' trees. The text is `None` where it is known to be stored already.
+pub(crate) fn put_listing<'a>(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    files: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+) -> Result<(), StoreError> {
+    let mut folders: BTreeMap<&str, BTreeMap<&str, (&str, Option<&str>)>> = BTreeMap::new();
+    for (path, key, text) in files {
+        let (folder, rest) = split_folder(path);
+        folders.entry(folder).or_default().insert(rest, (key, text));
+    }
+    let mut bodies = txn.open_table(SOURCE_FILES)?;
+    let mut trees = txn.open_table(SOURCE_TREES)?;
+    let mut listed: Vec<(&str, String)> = Vec::with_capacity(folders.len());
+    for (folder, entries) in &folders {
+        let key = tree_key(entries.iter().map(|(rest, (k, _))| (*rest, *k)));
+        // INVARIANT: a stored tree's texts are stored (they go in with it, and the pruner
+        // removes a text only once no stored tree names it), so a tree already stored needs
+        // none of its texts looked up.
+        if trees.get(key.as_str())?.is_none() {
+            for (text_key, text) in entries.values() {
+                if let Some(text) = text {
+                    if bodies.get(*text_key)?.is_none() {
+                        bodies.insert(*text_key, encode_shallow(*text)?.as_slice())?;
+                    }
+                }
+            }
+            let tree: BTreeMap<&str, &str> =
+                entries.iter().map(|(rest, (k, _))| (*rest, *k)).collect();
+            trees.insert(key.as_str(), encode_shallow(&tree)?.as_slice())?;
+        }
+        listed.push((folder, key));
+    }
+    let manifest: BTreeMap<&str, &str> = listed.iter().map(|(f, k)| (*f, k.as_str())).collect();
+    txn.open_table(RELEASE_SOURCES)?
+        .insert(id, encode_shallow(&manifest)?.as_slice())?;
+    Ok(())
+}
+
+/// Stores `sources` (`{path: text}`) as the release `id`, the key of each text known, in the
+/// order of `sources`.
 fn put_keyed<T: AsRef<str>>(
     txn: &redb::WriteTransaction,
     id: &str,
     sources: &BTreeMap<String, T>,
     keys: &[String],
 ) -> Result<(), StoreError> {
-    let mut files = txn.open_table(SOURCE_FILES)?;
-    let mut manifest = BTreeMap::new();
-    for ((path, text), key) in sources.iter().zip(keys) {
-        if files.get(key.as_str())?.is_none() {
-            files.insert(key.as_str(), encode_shallow(text.as_ref())?.as_slice())?;
+    put_listing(
+        txn,
+        id,
+        sources
+            .iter()
+            .zip(keys)
+            .map(|((path, text), key)| (path.as_str(), key.as_str(), Some(text.as_ref()))),
+    )
+}
+
+/// Release `id`'s files as `{path: key in source_files}`, `None` if it is not stored.
+pub(crate) fn read_listing(
+    manifests: &impl ReadableTable<&'static str, &'static [u8]>,
+    trees: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let Some(manifest) = manifests.get(id)? else {
+        return Ok(None);
+    };
+    let manifest: BTreeMap<String, String> = decode("release_sources", manifest.value())?;
+    let mut listing = BTreeMap::new();
+    for (folder, key) in manifest {
+        let tree = trees
+            .get(key.as_str())?
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "source_trees",
+                message: format!("release {id}: the files of `{folder}/` ({key}) are missing"),
+            })?;
+        let tree: BTreeMap<String, String> = decode("source_trees", tree.value())?;
+        for (rest, text_key) in tree {
+            let path = if folder.is_empty() {
+                rest
+            } else {
+                format!("{folder}/{rest}")
+            };
+            listing.insert(path, text_key);
         }
-        manifest.insert(path.as_str(), key.as_str());
     }
-    txn.open_table(RELEASE_SOURCES)?
-        .insert(id, encode_shallow(&manifest)?.as_slice())?;
-    Ok(())
+    Ok(Some(listing))
 }
 
 /// The keys of the texts the store wrote last, each with the very text it was computed from. A
@@ -257,7 +339,7 @@ impl SourceKeys {
         Arc::as_ptr(text).cast::<u8>().addr()
     }
 
-    /// [`put_sources`], hashing only the texts that are not the very ones stored last; then
+    /// Stores `sources` as the release `id`, hashing only the texts that are not the very ones stored last; then
     /// remembers this release's keys.
     pub(crate) fn put(
         &mut self,
@@ -627,11 +709,11 @@ impl Store {
         guarded(|| {
             let db = self.shared.db()?;
             let txn = db.begin_read()?;
-            let manifest = txn.open_table(RELEASE_SOURCES)?;
-            let Some(manifest) = manifest.get(id)? else {
+            let manifests = txn.open_table(RELEASE_SOURCES)?;
+            let trees = txn.open_table(SOURCE_TREES)?;
+            let Some(manifest) = read_listing(&manifests, &trees, id)? else {
                 return Ok(None);
             };
-            let manifest: BTreeMap<String, String> = decode("release_sources", manifest.value())?;
             let files = txn.open_table(SOURCE_FILES)?;
             let mut sources = BTreeMap::new();
             for (path, key) in manifest {
@@ -1105,12 +1187,73 @@ mod tests {
         assert!(store.decision_bytes().unwrap() <= per_record * 5);
     }
 
-    /// The number of file bodies stored.
-    fn stored_bodies(store: &Store) -> u64 {
+    /// The number of rows of `table`.
+    fn rows(store: &Store, table: TableDefinition<&str, &[u8]>) -> u64 {
         let db = store.shared.db().unwrap();
         let txn = db.begin_read().unwrap();
-        let t = txn.open_table(SOURCE_FILES).unwrap();
+        let t = txn.open_table(table).unwrap();
         redb::ReadableTableMetadata::len(&t).unwrap()
+    }
+
+    /// The number of file bodies stored.
+    fn stored_bodies(store: &Store) -> u64 {
+        rows(store, SOURCE_FILES)
+    }
+
+    #[test]
+    fn a_release_lists_its_folders_and_a_save_stores_the_changed_folder_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 64).unwrap();
+        let files = |levy: &str| -> BTreeMap<String, String> {
+            BTreeMap::from([
+                ("calendar.toml".to_owned(), "libur = []\n".to_owned()),
+                ("README.md".to_owned(), "# Aturan\n".to_owned()),
+                ("a/permit.toml".to_owned(), "name = \"A\"\n".to_owned()),
+                ("a/levy.rhai".to_owned(), levy.to_owned()),
+                ("a/tests/satu.json".to_owned(), "{}".to_owned()),
+                ("a-b/permit.toml".to_owned(), "name = \"AB\"\n".to_owned()),
+                ("a.toml".to_owned(), "x = 1\n".to_owned()),
+                ("lib/angka.rhai".to_owned(), "fn f() { 1 }\n".to_owned()),
+            ])
+        };
+        let release = |id: &str, levy: &str| Op::Release {
+            record: ReleaseRecord {
+                id: id.into(),
+                created_at: Utc::now(),
+                created_by: "t".into(),
+                permits: vec![],
+                fixtures: 0,
+                files: 8,
+            },
+            sources: files(levy)
+                .into_iter()
+                .map(|(p, t)| (p, t.into()))
+                .collect(),
+        };
+        store
+            .write_blocking(vec![release("satu", "// 1\n")])
+            .unwrap();
+        // The root's own files, `a`, `a-b` and `lib`.
+        assert_eq!(rows(&store, SOURCE_TREES), 4);
+        assert_eq!(stored_bodies(&store), 8);
+        store
+            .write_blocking(vec![release("dua", "// 2\n")])
+            .unwrap();
+        // One file of `a` changed: one more tree and one more body, nothing else again.
+        assert_eq!(rows(&store, SOURCE_TREES), 5);
+        assert_eq!(stored_bodies(&store), 9);
+        // Each release reads back exactly, paths at the root and in nested folders included.
+        assert_eq!(
+            store.release_sources("satu").unwrap(),
+            Some(files("// 1\n"))
+        );
+        assert_eq!(store.release_sources("dua").unwrap(), Some(files("// 2\n")));
+        // Storing the same files again adds nothing but the release's list.
+        store
+            .write_blocking(vec![release("tiga", "// 1\n")])
+            .unwrap();
+        assert_eq!(rows(&store, SOURCE_TREES), 5);
+        assert_eq!(stored_bodies(&store), 9);
     }
 
     #[test]
@@ -1154,9 +1297,12 @@ mod tests {
             releases_keep: Some(1),
             batch: 100,
         };
+        // Folders `a` (twice) and `b`.
+        assert_eq!(rows(&store, SOURCE_TREES), 3);
         assert_eq!(store.write_blocking(vec![Op::Prune(plan)]).unwrap(), [1]);
         assert!(store.release_sources("lama").unwrap().is_none());
         assert_eq!(stored_bodies(&store), 2);
+        assert_eq!(rows(&store, SOURCE_TREES), 2);
         assert_eq!(store.release_sources("baru").unwrap(), Some(files("2")));
     }
 
@@ -1167,9 +1313,9 @@ mod tests {
         let db = store.shared.db().unwrap();
         let txn = db.begin_write().unwrap();
         let manifest = |id: &str| -> BTreeMap<String, String> {
-            let table = txn.open_table(RELEASE_SOURCES).unwrap();
-            let bytes = table.get(id).unwrap().unwrap();
-            decode("release_sources", bytes.value()).unwrap()
+            let manifests = txn.open_table(RELEASE_SOURCES).unwrap();
+            let trees = txn.open_table(SOURCE_TREES).unwrap();
+            read_listing(&manifests, &trees, id).unwrap().unwrap()
         };
         let shared: Arc<str> = Arc::from("name = \"A\"\n");
         let release = |levy: &str| {

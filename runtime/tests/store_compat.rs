@@ -339,7 +339,14 @@ fn a_version_2_database_opens_and_reads_back_everything() {
     reads_back_everything(2);
 }
 
-/// Both fixtures hold the same writes (`v1_writes`), each in its version's layout.
+/// Version 3 lists each release's files by top-level folder (`source_trees`); the lists of
+/// versions 1 and 2 are regrouped on open.
+#[test]
+fn a_version_3_database_opens_and_reads_back_everything() {
+    reads_back_everything(3);
+}
+
+/// Every fixture holds the same writes (`v1_writes`), each in its version's layout.
 fn reads_back_everything(version: u32) {
     let (dir, store) = open_copy(version);
 
@@ -428,6 +435,8 @@ fn reads_back_everything(version: u32) {
     assert_eq!(count("release_sources"), Some(2));
     // The two releases differ in one file of three: four bodies, each stored once.
     assert_eq!(count("source_files"), Some(4));
+    // All three files are in one folder, `imb`: one tree per release.
+    assert_eq!(count("source_trees"), Some(2));
     assert_eq!(count("activations"), Some(3));
     assert_eq!(count("reloads"), Some(4));
     assert_eq!(count("decisions"), Some(4));
@@ -446,9 +455,9 @@ fn write_fixture() {
         "{} exists: a committed fixture is never rewritten",
         path.display()
     );
-    // Version 2 changed how sources are kept, not what is written: the same writes.
+    // Versions 2 and 3 changed how sources are kept, not what is written: the same writes.
     assert_eq!(
-        SCHEMA_VERSION, 2,
+        SCHEMA_VERSION, 3,
         "write the writes of the new version here"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,7 @@ fn read_all(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         ("releases", RELEASES),
         ("release_sources", RELEASE_SOURCES),
         ("source_files", SOURCE_FILES),
+        ("source_trees", super::SOURCE_TREES),
         ("release_plugins", RELEASE_PLUGINS),
         ("release_passes", super::RELEASE_PASSES),
         ("tokens", TOKENS),

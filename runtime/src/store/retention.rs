@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::records::{Envelope, ReleaseRecord};
 use super::{
     decode_meta, encode, StoreError, DECISIONS, DECISIONS_BY_PERMIT, META, META_ACTIVE,
-    META_DECISION_BYTES, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES,
+    META_DECISION_BYTES, META_PIN, RELEASES, RELEASE_SOURCES, RELOADS, SOURCE_FILES, SOURCE_TREES,
 };
 
 /// One pruning step. Each limit is optional; each table loses at most `batch` records per step.
@@ -163,24 +163,41 @@ fn prune_releases(txn: &WriteTransaction, keep: usize, batch: usize) -> Result<u
     Ok(doomed.len() as u64)
 }
 
-/// Removes the file bodies no stored release names any more. If a release's list of files does
-/// not read, nothing is removed: a body it may name must not go.
+/// Removes the folder trees no stored release lists any more, then the file bodies no stored
+/// tree names. If a release's list or a tree does not read, nothing is removed: what it may name
+/// must not go.
 fn remove_unused_files(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut used = std::collections::BTreeSet::new();
+    type Listing = std::collections::BTreeMap<String, String>;
+    let mut used_trees = std::collections::BTreeSet::new();
     for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
         let (_, v) = entry?;
-        match serde_json::from_slice::<Envelope<std::collections::BTreeMap<String, String>>>(
-            v.value(),
-        ) {
-            Ok(manifest) => used.extend(manifest.data.into_values()),
+        match serde_json::from_slice::<Envelope<Listing>>(v.value()) {
+            Ok(manifest) => used_trees.extend(manifest.data.into_values()),
             Err(_) => return Ok(()),
         }
+    }
+    let mut trees = txn.open_table(SOURCE_TREES)?;
+    let mut used_texts = std::collections::BTreeSet::new();
+    let mut unused_trees = Vec::new();
+    for entry in trees.iter()? {
+        let (k, v) = entry?;
+        if !used_trees.contains(k.value()) {
+            unused_trees.push(k.value().to_owned());
+            continue;
+        }
+        match serde_json::from_slice::<Envelope<Listing>>(v.value()) {
+            Ok(tree) => used_texts.extend(tree.data.into_values()),
+            Err(_) => return Ok(()),
+        }
+    }
+    for key in unused_trees {
+        trees.remove(key.as_str())?;
     }
     let mut files = txn.open_table(SOURCE_FILES)?;
     let mut unused = Vec::new();
     for entry in files.iter()? {
         let (k, _) = entry?;
-        if !used.contains(k.value()) {
+        if !used_texts.contains(k.value()) {
             unused.push(k.value().to_owned());
         }
     }

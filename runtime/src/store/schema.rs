@@ -10,11 +10,12 @@ use super::{
     decode, encode, StoreError, ACTIVATIONS, APPLICATIONS, APPLICATION_INDEX, AUDIT,
     CONNECTOR_DRAFTS, CONNECTOR_KV, COUNTERS, DECISIONS, DECISIONS_BY_PERMIT, DELIVERIES,
     DELIVERIES_BY_STATE, DELIVERY_CURSORS, EVENTS, META, META_DECISION_BYTES, META_SCHEMA,
-    PLUGIN_FILES, RELEASES, RELEASE_PLUGINS, RELEASE_SOURCES, RELOADS, SOURCE_FILES, TOKENS, USERS,
+    PLUGIN_FILES, RELEASES, RELEASE_PLUGINS, RELEASE_SOURCES, RELOADS, SOURCE_FILES, SOURCE_TREES,
+    TOKENS, USERS,
 };
 
 /// Version of the table layout this binary writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One step of the table layout, from version `from` to `from + 1`.
 pub(crate) struct Migration {
@@ -26,11 +27,18 @@ pub(crate) struct Migration {
 
 // INVARIANT: ordered by `from`, one step per version from 1 up to `SCHEMA_VERSION - 1` (a unit
 // test checks it), each written against the layout of its own `from` version only.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    what: "store each release's file bodies once, by hash, in `source_files`",
-    run: sources_by_hash,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        what: "store each release's file bodies once, by hash, in `source_files`",
+        run: sources_by_hash,
+    },
+    Migration {
+        from: 2,
+        what: "list each release's files by top-level folder, in `source_trees`",
+        run: sources_by_folder,
+    },
+];
 
 /// Version 1 kept `{path: text}` per release in `release_sources`; version 2 keeps
 /// `{path: key}` there and each text once in `source_files` under its key.
@@ -42,8 +50,41 @@ fn sources_by_hash(txn: &WriteTransaction) -> Result<(), StoreError> {
             decode("release_sources", v.value())?;
         releases.push((k.value().to_owned(), sources));
     }
+    let mut files = txn.open_table(SOURCE_FILES)?;
+    let mut manifests = txn.open_table(RELEASE_SOURCES)?;
     for (id, sources) in releases {
-        super::put_sources(txn, &id, &sources)?;
+        let mut manifest = std::collections::BTreeMap::new();
+        for (path, text) in &sources {
+            let key = super::source_key(text);
+            if files.get(key.as_str())?.is_none() {
+                files.insert(key.as_str(), encode(text)?.as_slice())?;
+            }
+            manifest.insert(path.as_str(), key);
+        }
+        manifests.insert(id.as_str(), encode(&manifest)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Version 2 kept `{path: key}` per release in `release_sources`; version 3 keeps `{folder:
+/// tree key}` there and each folder's `{path within it: key}` once in `source_trees`. The texts
+/// stay where they are.
+fn sources_by_folder(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut releases = Vec::new();
+    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
+        let (k, v) = entry?;
+        let listing: std::collections::BTreeMap<String, String> =
+            decode("release_sources", v.value())?;
+        releases.push((k.value().to_owned(), listing));
+    }
+    for (id, listing) in releases {
+        super::put_listing(
+            txn,
+            &id,
+            listing
+                .iter()
+                .map(|(path, key)| (path.as_str(), key.as_str(), None)),
+        )?;
     }
     Ok(())
 }
@@ -123,6 +164,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RELEASES)?;
     txn.open_table(RELEASE_SOURCES)?;
     txn.open_table(SOURCE_FILES)?;
+    txn.open_table(SOURCE_TREES)?;
     txn.open_table(ACTIVATIONS)?;
     txn.open_table(RELOADS)?;
     txn.open_table(DECISIONS_BY_PERMIT)?;
