@@ -333,7 +333,7 @@ fn build_inner(
         .par_iter()
         .map(|(id, files)| {
             let reusable = base.zip(base_layout.as_ref()).and_then(|(b, (_, old, _))| {
-                let same_folder = old.get(id) == Some(*files);
+                let same_folder = old.get(id).is_some_and(|old| same_files(old, files));
                 let same_libs = || {
                     changed_libs.is_empty()
                         || imports::closure(files, &lib_imports).is_some_and(|used| {
@@ -503,6 +503,16 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
         folders.entry(top).or_default().insert(rest, &**text);
     }
     (libs, folders, problems)
+}
+
+/// Whether two permit folders hold the same files. A text read again from an unchanged file is
+/// the very text the base release holds, so most comparisons end at its address; comparing a big
+/// office's every text byte by byte was a tenth of a save's work.
+fn same_files(a: &PermitFiles<'_>, b: &PermitFiles<'_>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((pa, ta), (pb, tb))| pa == pb && (std::ptr::eq(*ta, *tb) || ta == tb))
 }
 
 /// Loads, compiles and tests one permit folder; its fixtures run in parallel, their problems
@@ -1222,5 +1232,31 @@ required = false
         let c = tree(&[("uji/permit.toml", "name = \"Lain\"\n")]);
         assert_eq!(a.id(), b.id());
         assert_ne!(a.id(), c.id());
+    }
+
+    #[test]
+    fn folders_are_the_same_when_their_paths_and_texts_are_whether_or_not_shared() {
+        let text = String::from("name = \"Uji\"\n");
+        let copy = text.clone();
+        let files = |t: &'static str| PermitFiles::from([("permit.toml", t)]);
+        let shared: &'static str = Box::leak(text.into_boxed_str());
+        let copied: &'static str = Box::leak(copy.into_boxed_str());
+        assert!(same_files(&files(shared), &files(shared)));
+        assert!(
+            same_files(&files(shared), &files(copied)),
+            "equal texts apart"
+        );
+        assert!(!same_files(&files(shared), &files("name = \"Lain\"\n")));
+        // The same text at another path, or with a file more, is another folder.
+        let moved = PermitFiles::from([("izin.toml", shared)]);
+        assert!(!same_files(&files(shared), &moved));
+        let more = PermitFiles::from([("permit.toml", shared), ("levy.rhai", shared)]);
+        assert!(!same_files(&files(shared), &more));
+        // A shorter view of the same text starts at the same address and is still not it.
+        let prefix = &shared[..4];
+        assert!(!same_files(
+            &files(shared),
+            &PermitFiles::from([("permit.toml", prefix)])
+        ));
     }
 }

@@ -235,62 +235,69 @@ pub(crate) fn tree_key<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>
     hex::encode(h.finalize())
 }
 
-/// A release's files as `release_sources` lists them: `(path, text key, text)` grouped into
-/// their top-level folders' trees. The text is `None` where it is known to be stored already.
-pub(crate) fn put_listing<'a>(
-    txn: &redb::WriteTransaction,
-    id: &str,
-    files: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
-) -> Result<(), StoreError> {
-    let mut folders: BTreeMap<&str, BTreeMap<&str, (&str, Option<&str>)>> = BTreeMap::new();
-    for (path, key, text) in files {
-        let (folder, rest) = split_folder(path);
-        folders.entry(folder).or_default().insert(rest, (key, text));
-    }
-    let mut bodies = txn.open_table(SOURCE_FILES)?;
-    let mut trees = txn.open_table(SOURCE_TREES)?;
-    let mut listed: Vec<(&str, String)> = Vec::with_capacity(folders.len());
-    for (folder, entries) in &folders {
-        let key = tree_key(entries.iter().map(|(rest, (k, _))| (*rest, *k)));
-        // INVARIANT: a stored tree's texts are stored (they go in with it, and the pruner
-        // removes a text only once no stored tree names it), so a tree already stored needs
-        // none of its texts looked up.
-        if trees.get(key.as_str())?.is_none() {
-            for (text_key, text) in entries.values() {
-                if let Some(text) = text {
-                    if bodies.get(*text_key)?.is_none() {
-                        bodies.insert(*text_key, encode_shallow(*text)?.as_slice())?;
-                    }
+/// One file of a folder's tree: its path within the folder, its text's key, and the text where
+/// it may not be stored yet.
+type TreeEntry<'a> = (&'a str, &'a str, Option<&'a str>);
+
+/// Stores one folder's tree, `(path within the folder, text key, text)` in path order, and the
+/// texts it names that are not stored yet; returns the tree's key. A text given as `None` must be
+/// stored already.
+fn put_tree(
+    bodies: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    trees: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    entries: &[TreeEntry<'_>],
+) -> Result<String, StoreError> {
+    let key = tree_key(entries.iter().map(|(rest, k, _)| (*rest, *k)));
+    // INVARIANT: a stored tree's texts are stored (they go in with it, and the pruner removes a
+    // text only once no stored tree names it), so a tree already stored needs none of its texts
+    // looked up.
+    if trees.get(key.as_str())?.is_none() {
+        for (_, text_key, text) in entries {
+            if let Some(text) = text {
+                if bodies.get(*text_key)?.is_none() {
+                    bodies.insert(*text_key, encode_shallow(*text)?.as_slice())?;
                 }
             }
-            let tree: BTreeMap<&str, &str> =
-                entries.iter().map(|(rest, (k, _))| (*rest, *k)).collect();
-            trees.insert(key.as_str(), encode_shallow(&tree)?.as_slice())?;
         }
-        listed.push((folder, key));
+        let tree: BTreeMap<&str, &str> = entries.iter().map(|(rest, k, _)| (*rest, *k)).collect();
+        trees.insert(key.as_str(), encode_shallow(&tree)?.as_slice())?;
     }
-    let manifest: BTreeMap<&str, &str> = listed.iter().map(|(f, k)| (*f, k.as_str())).collect();
+    Ok(key)
+}
+
+/// Writes release `id`'s list of folders, `(folder, tree key)`.
+fn put_manifest<'a>(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    folders: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), StoreError> {
+    let manifest: BTreeMap<&str, &str> = folders.into_iter().collect();
     txn.open_table(RELEASE_SOURCES)?
         .insert(id, encode_shallow(&manifest)?.as_slice())?;
     Ok(())
 }
 
-/// Stores `sources` (`{path: text}`) as the release `id`, the key of each text known, in the
-/// order of `sources`.
-fn put_keyed<T: AsRef<str>>(
+/// Stores release `id` from its files as `(path, text key, text)`, grouped into their top-level
+/// folders' trees. The text is `None` where it is known to be stored already.
+pub(crate) fn put_listing<'a>(
     txn: &redb::WriteTransaction,
     id: &str,
-    sources: &BTreeMap<String, T>,
-    keys: &[String],
+    files: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
 ) -> Result<(), StoreError> {
-    put_listing(
-        txn,
-        id,
-        sources
-            .iter()
-            .zip(keys)
-            .map(|((path, text), key)| (path.as_str(), key.as_str(), Some(text.as_ref()))),
-    )
+    let mut folders: BTreeMap<&str, Vec<TreeEntry<'_>>> = BTreeMap::new();
+    for (path, key, text) in files {
+        let (folder, rest) = split_folder(path);
+        folders.entry(folder).or_default().push((rest, key, text));
+    }
+    let mut bodies = txn.open_table(SOURCE_FILES)?;
+    let mut trees = txn.open_table(SOURCE_TREES)?;
+    let mut listed = Vec::with_capacity(folders.len());
+    for (folder, mut entries) in folders {
+        // The root's own files are not contiguous among the paths: order them.
+        entries.sort_unstable_by_key(|(rest, ..)| *rest);
+        listed.push((folder, put_tree(&mut bodies, &mut trees, &entries)?));
+    }
+    put_manifest(txn, id, listed.iter().map(|(f, k)| (*f, k.as_str())))
 }
 
 /// Release `id`'s files as `{path: key in source_files}`, `None` if it is not stored.
@@ -324,42 +331,87 @@ pub(crate) fn read_listing(
     Ok(Some(listing))
 }
 
-/// The keys of the texts the store wrote last, each with the very text it was computed from. A
-/// release read after a save shares every unchanged text with the one stored before it, so
-/// their keys are known without hashing them again: at a big office's size, hashing 48 MB of
-/// texts was a third of storing a release. The texts are held, so no other text can take the
-/// place of one in memory and be mistaken for it.
+/// The folders of the release the store wrote last, each with the very texts it held and the
+/// key of its tree. A release read after a save shares every unchanged text with the one stored
+/// before it, so a folder whose files are those very texts at the same paths keeps its tree
+/// without any of its texts hashed again or its tree rebuilt: at a big office's size, hashing
+/// 48 MB of texts, and then listing 35,000 paths, was most of storing a release. The texts are
+/// held, so no other text can take the place of one in memory and be mistaken for it.
 #[derive(Debug, Default)]
-pub(crate) struct SourceKeys(std::collections::HashMap<usize, (Arc<str>, String)>);
+pub(crate) struct StoredFolders(std::collections::HashMap<String, StoredFolder>);
 
-impl SourceKeys {
-    /// Where `text` is in memory: the same for every handle of one text, and no other live
-    /// text's.
-    fn place(text: &Arc<str>) -> usize {
-        Arc::as_ptr(text).cast::<u8>().addr()
+#[derive(Debug)]
+struct StoredFolder {
+    /// `(path within the folder, text)`, in path order.
+    files: Vec<(Box<str>, Arc<str>)>,
+    tree: String,
+}
+
+impl StoredFolder {
+    fn holds(&self, files: &[(&str, &Arc<str>)]) -> bool {
+        self.files.len() == files.len()
+            && self
+                .files
+                .iter()
+                .zip(files)
+                .all(|((p, t), (q, u))| **p == **q && Arc::ptr_eq(t, u))
     }
+}
 
-    /// Stores `sources` as the release `id`, hashing only the texts that are not the very ones stored last; then
-    /// remembers this release's keys.
+impl StoredFolders {
+    /// Stores `sources` as the release `id`, hashing and listing only the folders that do not
+    /// hold the very texts stored last; then remembers this release's folders.
     pub(crate) fn put(
         &mut self,
         txn: &redb::WriteTransaction,
         id: &str,
         sources: &BTreeMap<String, Arc<str>>,
     ) -> Result<(), StoreError> {
-        let keys: Vec<String> = sources
-            .values()
-            .map(|text| match self.0.get(&Self::place(text)) {
-                Some((seen, key)) if Arc::ptr_eq(seen, text) => key.clone(),
-                _ => source_key(text),
-            })
-            .collect();
-        put_keyed(txn, id, sources, &keys)?;
-        self.0 = sources
-            .values()
-            .zip(keys)
-            .map(|(text, key)| (Self::place(text), (text.clone(), key)))
-            .collect();
+        let mut folders: BTreeMap<&str, Vec<(&str, &Arc<str>)>> = BTreeMap::new();
+        for (path, text) in sources {
+            let (folder, rest) = split_folder(path);
+            folders.entry(folder).or_default().push((rest, text));
+        }
+        let mut bodies = txn.open_table(SOURCE_FILES)?;
+        let mut trees = txn.open_table(SOURCE_TREES)?;
+        let mut stored = std::collections::HashMap::with_capacity(folders.len());
+        for (folder, mut files) in folders {
+            files.sort_unstable_by_key(|(rest, _)| *rest);
+            let known = self
+                .0
+                .remove(folder)
+                .filter(|f| f.holds(&files))
+                .map(|f| trees.get(f.tree.as_str()).map(|t| t.map(|_| f)))
+                .transpose()?
+                .flatten();
+            // A remembered tree is looked up all the same: one the pruner removed, or one put in
+            // a transaction that did not commit, is written again.
+            let folder_stored = match known {
+                Some(f) => f,
+                None => {
+                    let keys: Vec<String> = files.iter().map(|(_, t)| source_key(t)).collect();
+                    let entries: Vec<TreeEntry<'_>> = files
+                        .iter()
+                        .zip(&keys)
+                        .map(|((rest, text), key)| (*rest, key.as_str(), Some(&***text)))
+                        .collect();
+                    StoredFolder {
+                        tree: put_tree(&mut bodies, &mut trees, &entries)?,
+                        files: files
+                            .iter()
+                            .map(|(rest, text)| (Box::from(*rest), Arc::clone(text)))
+                            .collect(),
+                    }
+                }
+            };
+            stored.insert(folder.to_owned(), folder_stored);
+        }
+        put_manifest(
+            txn,
+            id,
+            stored.iter().map(|(f, s)| (f.as_str(), s.tree.as_str())),
+        )?;
+        self.0 = stored;
         Ok(())
     }
 }
@@ -1307,40 +1359,82 @@ mod tests {
     }
 
     #[test]
-    fn texts_shared_with_the_release_stored_last_keep_their_keys_and_others_are_hashed() {
+    fn folders_holding_the_very_texts_stored_last_keep_their_trees_and_others_are_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 64).unwrap();
         let db = store.shared.db().unwrap();
         let txn = db.begin_write().unwrap();
-        let manifest = |id: &str| -> BTreeMap<String, String> {
+        let folders_of = |id: &str| -> BTreeMap<String, String> {
+            let t = txn.open_table(RELEASE_SOURCES).unwrap();
+            let bytes = t.get(id).unwrap().unwrap();
+            decode("release_sources", bytes.value()).unwrap()
+        };
+        let listing = |id: &str| -> BTreeMap<String, String> {
             let manifests = txn.open_table(RELEASE_SOURCES).unwrap();
             let trees = txn.open_table(SOURCE_TREES).unwrap();
             read_listing(&manifests, &trees, id).unwrap().unwrap()
         };
-        let shared: Arc<str> = Arc::from("name = \"A\"\n");
+        let permit: Arc<str> = Arc::from("name = \"A\"\n");
+        let other: Arc<str> = Arc::from("name = \"B\"\n");
         let release = |levy: &str| {
             BTreeMap::from([
-                ("a/permit.toml".to_owned(), shared.clone()),
+                ("a/permit.toml".to_owned(), permit.clone()),
                 ("a/levy.rhai".to_owned(), Arc::<str>::from(levy)),
+                ("b/permit.toml".to_owned(), other.clone()),
             ])
         };
-        let mut keys = SourceKeys::default();
-        keys.put(&txn, "satu", &release("// 1\n")).unwrap();
-        assert_eq!(manifest("satu")["a/permit.toml"], source_key(&shared));
-        // The key remembered for the very text stored last is the one used: a wrong one would
-        // stay wrong, which shows the text is not hashed again.
-        keys.0.get_mut(&SourceKeys::place(&shared)).unwrap().1 = "diingat".into();
-        keys.put(&txn, "dua", &release("// 1\n")).unwrap();
-        assert_eq!(manifest("dua")["a/permit.toml"], "diingat");
-        // An equal text that is not the same one, and a changed text, are hashed.
-        assert_eq!(manifest("dua")["a/levy.rhai"], source_key("// 1\n"));
-        let other = BTreeMap::from([
-            ("a/permit.toml".to_owned(), Arc::<str>::from(&*shared)),
+        let mut folders = StoredFolders::default();
+        folders.put(&txn, "satu", &release("// 1\n")).unwrap();
+        assert_eq!(listing("satu")["a/permit.toml"], source_key(&permit));
+        let b_tree = folders_of("satu")["b"].clone();
+        // Mark what is remembered of both folders. `b` holds the very text stored last: its
+        // remembered tree is listed (so none of its texts was hashed again), and a tree that is
+        // not stored is written again rather than listed unstored.
+        folders.0.get_mut("b").unwrap().tree = "diingat".into();
+        folders.put(&txn, "dua", &release("// 2\n")).unwrap();
+        assert_eq!(
+            folders_of("dua")["b"],
+            b_tree,
+            "an unstored tree is written again"
+        );
+        assert_eq!(listing("dua")["a/levy.rhai"], source_key("// 2\n"));
+        txn.open_table(SOURCE_TREES)
+            .unwrap()
+            .insert(
+                "diingat",
+                encode_shallow(&BTreeMap::from([("permit.toml", "k")]))
+                    .unwrap()
+                    .as_slice(),
+            )
+            .unwrap();
+        folders.0.get_mut("b").unwrap().tree = "diingat".into();
+        folders.put(&txn, "tiga", &release("// 2\n")).unwrap();
+        assert_eq!(
+            folders_of("tiga")["b"],
+            "diingat",
+            "a remembered, stored tree is kept"
+        );
+        // `a` changed between the two releases only in `levy.rhai`: its tree is new, and holds
+        // the unchanged text's key too.
+        assert_ne!(folders_of("satu")["a"], folders_of("dua")["a"]);
+        assert_eq!(listing("dua")["a/permit.toml"], source_key(&permit));
+        // An equal text that is not the same one, or at another path, makes the folder hashed:
+        // its tree is computed (not the remembered `diingat`).
+        let copied = BTreeMap::from([
+            ("a/permit.toml".to_owned(), permit.clone()),
             ("a/levy.rhai".to_owned(), Arc::<str>::from("// 2\n")),
+            ("b/permit.toml".to_owned(), Arc::<str>::from(&*other)),
         ]);
-        keys.put(&txn, "tiga", &other).unwrap();
-        assert_eq!(manifest("tiga")["a/permit.toml"], source_key(&shared));
-        assert_eq!(manifest("tiga")["a/levy.rhai"], source_key("// 2\n"));
+        folders.put(&txn, "empat", &copied).unwrap();
+        assert_eq!(folders_of("empat")["b"], b_tree);
+        let moved = BTreeMap::from([
+            ("a/permit.toml".to_owned(), permit.clone()),
+            ("a/levy.rhai".to_owned(), Arc::<str>::from("// 2\n")),
+            ("b/izin.toml".to_owned(), other.clone()),
+        ]);
+        folders.put(&txn, "lima", &moved).unwrap();
+        assert_eq!(listing("lima")["b/izin.toml"], source_key(&other));
+        assert_ne!(folders_of("lima")["b"], b_tree);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::records::{
 };
 use super::retention::{self, PrunePlan};
 use super::{
-    encode, Shared, SourceKeys, StoreError, ACTIVATIONS, AUDIT, CONNECTOR_KV, DECISIONS,
+    encode, Shared, StoreError, StoredFolders, ACTIVATIONS, AUDIT, CONNECTOR_KV, DECISIONS,
     DECISIONS_BY_PERMIT, META, META_ACTIVE, META_PIN, RELEASES, RELOADS, TOKENS, USERS,
 };
 
@@ -174,7 +174,7 @@ fn run(
 ) {
     let mut wait = RECOVERY_FIRST_WAIT;
     let mut next_attempt = Instant::now();
-    let mut keys = SourceKeys::default();
+    let mut folders = StoredFolders::default();
     loop {
         // While faulted, wake up on a timer too: recovery must not depend on traffic.
         let first = if db.fault().is_some() {
@@ -226,7 +226,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        match commit(db, &batch, &mut keys) {
+        match commit(db, &batch, &mut folders) {
             Ok(seqs) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 let appended_events = batch
@@ -293,7 +293,7 @@ fn recover(db: &Shared) -> Result<(), StoreError> {
 fn commit(
     db: &Shared,
     batch: &[Job],
-    keys: &mut SourceKeys,
+    folders: &mut StoredFolders,
 ) -> Result<Vec<Vec<Outcome>>, StoreError> {
     let db = db.db()?;
     let mut txn = db.begin_write()?;
@@ -309,7 +309,7 @@ fn commit(
                 outcomes.push(Outcome::Application(Box::new(outcome)));
             } else if let Op::Delivery(d) = op {
                 outcomes.push(Outcome::Delivery(super::deliveries::apply(&txn, d)?));
-            } else if let Some(seq) = apply(&txn, op, keys)? {
+            } else if let Some(seq) = apply(&txn, op, folders)? {
                 outcomes.push(Outcome::Seq(seq));
             }
         }
@@ -328,13 +328,13 @@ fn append(table: &mut Table<'_, u64, &[u8]>, bytes: &[u8]) -> Result<u64, StoreE
 fn apply(
     txn: &WriteTransaction,
     op: &Op,
-    keys: &mut SourceKeys,
+    folders: &mut StoredFolders,
 ) -> Result<Option<u64>, StoreError> {
     Ok(match op {
         Op::Release { record, sources } => {
             txn.open_table(RELEASES)?
                 .insert(record.id.as_str(), encode(record)?.as_slice())?;
-            keys.put(txn, &record.id, sources)?;
+            folders.put(txn, &record.id, sources)?;
             None
         }
         Op::ReleasePlugins { release, files } => {
