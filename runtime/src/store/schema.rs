@@ -43,13 +43,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 /// Version 1 kept `{path: text}` per release in `release_sources`; version 2 keeps
 /// `{path: key}` there and each text once in `source_files` under its key.
 fn sources_by_hash(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut releases = Vec::new();
-    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
-        let (k, v) = entry?;
-        let sources: std::collections::BTreeMap<String, String> =
-            decode("release_sources", v.value())?;
-        releases.push((k.value().to_owned(), sources));
-    }
+    let releases = stored_lists(txn)?;
     let mut files = txn.open_table(SOURCE_FILES)?;
     let mut manifests = txn.open_table(RELEASE_SOURCES)?;
     for (id, sources) in releases {
@@ -70,14 +64,7 @@ fn sources_by_hash(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// tree key}` there and each folder's `{path within it: key}` once in `source_trees`. The texts
 /// stay where they are.
 fn sources_by_folder(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut releases = Vec::new();
-    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
-        let (k, v) = entry?;
-        let listing: std::collections::BTreeMap<String, String> =
-            decode("release_sources", v.value())?;
-        releases.push((k.value().to_owned(), listing));
-    }
-    for (id, listing) in releases {
+    for (id, listing) in stored_lists(txn)? {
         super::put_listing(
             txn,
             &id,
@@ -87,6 +74,19 @@ fn sources_by_folder(txn: &WriteTransaction) -> Result<(), StoreError> {
         )?;
     }
     Ok(())
+}
+
+type StoredList = std::collections::BTreeMap<String, String>;
+
+/// Every release's entry in `release_sources`, read as `{name: text or key}`: the shape of
+/// versions 1 and 2, whose steps rewrite them.
+fn stored_lists(txn: &WriteTransaction) -> Result<Vec<(String, StoredList)>, StoreError> {
+    let mut releases = Vec::new();
+    for entry in txn.open_table(RELEASE_SOURCES)?.iter()? {
+        let (k, v) = entry?;
+        releases.push((k.value().to_owned(), decode("release_sources", v.value())?));
+    }
+    Ok(releases)
 }
 
 /// Brings the database at the open to [`SCHEMA_VERSION`] and creates any missing table; returns
