@@ -11,6 +11,7 @@ pub mod source;
 pub use conditions::TestConditions;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -308,16 +309,19 @@ fn build_inner(
         }),
         None => Calendar::default(),
     };
-    let base_layout = base.map(|b| split(&b.sources));
     // Library modules whose text differs from the base (added and removed ones included): a
     // permit importing one of them, even through another module, is built again.
-    let changed_libs: BTreeSet<&str> = match &base_layout {
-        Some((old, _, _)) => libs
-            .keys()
-            .chain(old.keys())
-            .filter(|name| libs.get(*name).map(|l| &l.1) != old.get(*name).map(|l| &l.1))
-            .map(String::as_str)
-            .collect(),
+    let changed_libs: BTreeSet<&str> = match base {
+        Some(b) => {
+            let old: BTreeMap<&str, &str> = folder_files(&b.sources, LIB_DIR)
+                .filter_map(|(rest, text)| Some((lib_name(rest)?, text)))
+                .collect();
+            libs.keys()
+                .map(String::as_str)
+                .chain(old.keys().copied())
+                .filter(|name| libs.get(*name).map(|l| l.1.as_str()) != old.get(name).copied())
+                .collect()
+        }
         None => BTreeSet::new(),
     };
     let lib_imports: BTreeMap<&str, Imports> = libs
@@ -332,8 +336,8 @@ fn build_inner(
     let outcomes: Vec<PermitOutcome> = entries
         .par_iter()
         .map(|(id, files)| {
-            let reusable = base.zip(base_layout.as_ref()).and_then(|(b, (_, old, _))| {
-                let same_folder = old.get(id).is_some_and(|old| same_files(old, files));
+            let reusable = base.and_then(|b| {
+                let same_folder = same_files(files, folder_files(&b.sources, id));
                 let same_libs = || {
                     changed_libs.is_empty()
                         || imports::closure(files, &lib_imports).is_some_and(|used| {
@@ -488,7 +492,7 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
             continue;
         };
         if top == LIB_DIR {
-            match rest.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
+            match lib_name(rest) {
                 Some(name) => {
                     libs.insert(name.to_owned(), (path.clone(), text.to_string()));
                 }
@@ -505,14 +509,35 @@ fn split(tree: &SourceTree) -> (Libs, BTreeMap<&str, PermitFiles<'_>>, Vec<Diagn
     (libs, folders, problems)
 }
 
-/// Whether two permit folders hold the same files. A text read again from an unchanged file is
-/// the very text the base release holds, so most comparisons end at its address; comparing a big
-/// office's every text byte by byte was a tenth of a save's work.
-fn same_files(a: &PermitFiles<'_>, b: &PermitFiles<'_>) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((pa, ta), (pb, tb))| pa == pb && (std::ptr::eq(*ta, *tb) || ta == tb))
+/// The module name of a file of `lib/` (its path within `lib/`), if it is one.
+fn lib_name(rest: &str) -> Option<&str> {
+    rest.strip_suffix(".rhai").filter(|n| !n.contains('/'))
+}
+
+/// The files under the top-level `folder` of `tree`, `(path within it, text)` in path order,
+/// found without grouping the whole tree: the serving release is looked up folder by folder.
+fn folder_files<'a>(
+    tree: &'a SourceTree,
+    folder: &str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+    let inside = format!("{folder}/");
+    tree.files()
+        .range::<str, _>((Bound::Included(inside.as_str()), Bound::Unbounded))
+        .map_while(move |(path, text)| Some((path.strip_prefix(inside.as_str())?, &**text)))
+}
+
+/// Whether a permit folder holds the same files as `other` lists. A text read again from an
+/// unchanged file is the very text the base release holds, so most comparisons end at its
+/// address; comparing a big office's every text byte by byte was a tenth of a save's work.
+fn same_files<'a>(
+    files: &PermitFiles<'_>,
+    mut other: impl Iterator<Item = (&'a str, &'a str)>,
+) -> bool {
+    files.iter().all(|(path, text)| {
+        other
+            .next()
+            .is_some_and(|(p, t)| *path == p && (std::ptr::eq(*text, t) || *text == t))
+    }) && other.next().is_none()
 }
 
 /// Loads, compiles and tests one permit folder; its fixtures run in parallel, their problems
@@ -1241,22 +1266,49 @@ required = false
         let files = |t: &'static str| PermitFiles::from([("permit.toml", t)]);
         let shared: &'static str = Box::leak(text.into_boxed_str());
         let copied: &'static str = Box::leak(copy.into_boxed_str());
-        assert!(same_files(&files(shared), &files(shared)));
+        assert!(same_files(&files(shared), files(shared).into_iter()));
         assert!(
-            same_files(&files(shared), &files(copied)),
+            same_files(&files(shared), files(copied).into_iter()),
             "equal texts apart"
         );
-        assert!(!same_files(&files(shared), &files("name = \"Lain\"\n")));
+        assert!(!same_files(
+            &files(shared),
+            files("name = \"Lain\"\n").into_iter()
+        ));
         // The same text at another path, or with a file more, is another folder.
         let moved = PermitFiles::from([("izin.toml", shared)]);
-        assert!(!same_files(&files(shared), &moved));
+        assert!(!same_files(&files(shared), moved.into_iter()));
         let more = PermitFiles::from([("permit.toml", shared), ("levy.rhai", shared)]);
-        assert!(!same_files(&files(shared), &more));
+        assert!(!same_files(&files(shared), more.clone().into_iter()));
         // A shorter view of the same text starts at the same address and is still not it.
         let prefix = &shared[..4];
         assert!(!same_files(
             &files(shared),
-            &PermitFiles::from([("permit.toml", prefix)])
+            PermitFiles::from([("permit.toml", prefix)]).into_iter()
         ));
+        // A file fewer on either side.
+        assert!(!same_files(&more, files(shared).into_iter()));
+        assert!(!same_files(&files(shared), std::iter::empty()));
+    }
+
+    #[test]
+    fn a_folder_of_a_release_is_its_paths_under_that_name_and_nothing_beside_it() {
+        let t = tree(&[
+            ("a/permit.toml", "1"),
+            ("a/tests/satu.json", "2"),
+            ("a-b/permit.toml", "3"),
+            ("a.toml", "4"),
+            ("ab/permit.toml", "5"),
+            ("calendar.toml", "6"),
+        ]);
+        let a: Vec<(&str, &str)> = folder_files(&t, "a").collect();
+        assert_eq!(a, [("permit.toml", "1"), ("tests/satu.json", "2")]);
+        assert_eq!(folder_files(&t, "a-b").count(), 1);
+        assert_eq!(folder_files(&t, "b").count(), 0);
+        // It agrees with the grouping a build makes of the candidate.
+        let (_, folders, _) = split(&t);
+        for (name, files) in &folders {
+            assert!(same_files(files, folder_files(&t, name)), "{name}");
+        }
     }
 }
