@@ -31,6 +31,13 @@ pub struct SourceTree {
     rules_id: String,
 }
 
+/// The SHA-256 of one file's text.
+pub(crate) type FileDigest = [u8; 32];
+
+fn digest(text: &[u8]) -> FileDigest {
+    Sha256::digest(text).into()
+}
+
 impl SourceTree {
     pub fn from_files(files: BTreeMap<String, String>) -> Self {
         Self::from_shared(
@@ -42,7 +49,26 @@ impl SourceTree {
     }
 
     pub fn from_shared(files: BTreeMap<String, Arc<str>>) -> Self {
-        let id = content_id(&files);
+        let id = content_id(
+            files
+                .iter()
+                .map(|(path, text)| (path, digest(text.as_bytes()))),
+        );
+        Self::with_id(files, id)
+    }
+
+    /// The files a read saw, each hashed when it was opened.
+    fn from_seen(seen: &Remembered) -> Self {
+        let id = content_id(seen.iter().map(|(path, file)| (path, file.digest)));
+        Self::with_id(
+            seen.iter()
+                .map(|(path, file)| (path.clone(), file.text.clone()))
+                .collect(),
+            id,
+        )
+    }
+
+    fn with_id(files: BTreeMap<String, Arc<str>>, id: String) -> Self {
         Self {
             files,
             plugins: PluginFiles::default(),
@@ -55,18 +81,32 @@ impl SourceTree {
     /// rules' own id, so releases stored before connectors existed keep theirs.
     #[must_use]
     pub fn with_plugins(mut self, plugins: PluginFiles) -> Self {
-        self.id = if plugins.is_empty() {
-            self.rules_id.clone()
-        } else {
-            let mut h = Sha256::new();
-            h.update(b"rules\0");
-            h.update(self.rules_id.as_bytes());
-            h.update(b"\0plugins\0");
-            plugins.digest(&mut h);
-            hex::encode(h.finalize().get(..8).unwrap_or_default())
-        };
+        self.id = with_plugins_id(&self.rules_id, &plugins);
         self.plugins = plugins;
         self
+    }
+
+    /// The same files under the id they were stored with: a release stored before ids were
+    /// made of each file's hash keeps its id when it is reactivated.
+    #[must_use]
+    pub fn stored_as(mut self, id: &str) -> Self {
+        id.clone_into(&mut self.id);
+        self
+    }
+
+    /// The id these files had before ids were made of each file's hash: one hash over every
+    /// path and text. A pin set by an earlier version names the folder by it.
+    pub fn former_id(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, text) in &self.files {
+            // Length prefixes keep ("ab","c") and ("a","bc") apart.
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update((text.len() as u64).to_le_bytes());
+            h.update(text.as_bytes());
+        }
+        let rules = hex::encode(h.finalize().get(..8).unwrap_or_default());
+        with_plugins_id(&rules, &self.plugins)
     }
 
     /// Content hash: the same files give the same id on every machine.
@@ -138,7 +178,7 @@ impl SourceTree {
         let unsettled: Vec<String> = cache
             .files
             .iter()
-            .filter(|(_, (stamp, _))| stamp.is_none())
+            .filter(|(_, file)| file.stamp.is_none())
             .map(|(rel, _)| rel.clone())
             .collect();
         let named: BTreeSet<&str> = changed
@@ -176,13 +216,7 @@ impl SourceTree {
         }
         cache.complete = true;
         cache.whole = false;
-        Ok(Self::from_shared(
-            cache
-                .files
-                .iter()
-                .map(|(rel, (_, text))| (rel.clone(), text.clone()))
-                .collect(),
-        ))
+        Ok(Self::from_seen(&cache.files))
     }
 
     /// The read, remembering the files last changed before `settled_before`.
@@ -206,7 +240,7 @@ impl SourceTree {
         cache.complete = walk.diags.is_empty();
         cache.whole = true;
         if walk.diags.is_empty() {
-            Ok(Self::from_shared(walk.files))
+            Ok(Self::from_seen(&cache.files))
         } else {
             // In the walk's order, wherever a problem was found, read or not.
             walk.diags.sort_by_key(|(order, _)| *order);
@@ -247,7 +281,17 @@ fn take_under(files: &mut Remembered, rel: &str) -> Remembered {
 }
 
 /// Each file a read saw, with its metadata when it had settled (see [`Stamp::settled`]).
-type Remembered = BTreeMap<String, (Option<Stamp>, Arc<str>)>;
+type Remembered = BTreeMap<String, Seen>;
+
+/// One file as a read saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Its metadata, when it had settled.
+    stamp: Option<Stamp>,
+    text: Arc<str>,
+    /// The hash of `text`, taken once when the file was read, for the release id.
+    digest: FileDigest,
+}
 
 /// What a read of a rules folder remembers of each file, so that the next read opens only the
 /// files that changed. At a big office's size (35,000 files) reading every file made up most of
@@ -279,7 +323,7 @@ impl ReadCache {
     pub fn len(&self) -> usize {
         self.files
             .values()
-            .filter(|(stamp, _)| stamp.is_some())
+            .filter(|file| file.stamp.is_some())
             .count()
     }
 
@@ -329,13 +373,15 @@ impl Stamp {
     }
 }
 
+/// A file's bytes as read, the metadata of the file read, and the hash of the bytes.
+type Opened = (Vec<u8>, Metadata, FileDigest);
+
 /// How old a file's last change must be for a read to remember it: far more than the ticks of
 /// file times, and than the clock differences of a network share.
 const SETTLE: Duration = Duration::from_secs(2);
 
 struct Walk<'a> {
     limits: &'a Limits,
-    files: BTreeMap<String, Arc<str>>,
     /// Each problem with the place of its entry in the walk.
     diags: Vec<(usize, Diagnostic)>,
     /// Regular files met so far, read or not: the count limit is checked before reading.
@@ -365,7 +411,6 @@ impl<'a> Walk<'a> {
     fn new(limits: &'a Limits, before: Remembered, settled_before: SystemTime) -> Self {
         Self {
             limits,
-            files: BTreeMap::new(),
             diags: Vec::new(),
             seen: 0,
             full: false,
@@ -498,10 +543,9 @@ impl<'a> Walk<'a> {
             return;
         }
         let stamp = Stamp::of(&meta);
-        if let Some((seen, text)) = self.before.remove(&rel) {
-            if seen == Some(stamp) {
-                self.files.insert(rel.clone(), text.clone());
-                self.after.insert(rel, (seen, text));
+        if let Some(file) = self.before.remove(&rel) {
+            if file.stamp == Some(stamp) {
+                self.after.insert(rel, file);
                 return;
             }
         }
@@ -526,10 +570,14 @@ impl<'a> Walk<'a> {
     fn open_pending(&mut self) {
         let max = self.limits.max_rule_file_bytes;
         let pending = std::mem::take(&mut self.pending);
-        let read = |(_, _, path): &(usize, String, PathBuf)| read_regular_meta(path, max);
-        let results: Vec<Result<(Vec<u8>, Metadata), FileProblem>> = if pending.len()
-            < THREADED_FROM
-        {
+        // Hashed where it is read: on the reading threads when there are many.
+        let read = |(_, _, path): &(usize, String, PathBuf)| {
+            read_regular_meta(path, max).map(|(bytes, meta)| {
+                let hash = digest(&bytes);
+                (bytes, meta, hash)
+            })
+        };
+        let results: Vec<Result<Opened, FileProblem>> = if pending.len() < THREADED_FROM {
             pending.iter().map(read).collect()
         } else {
             let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -566,15 +614,19 @@ impl<'a> Walk<'a> {
         };
         for ((order, rel, _), result) in pending.into_iter().zip(results) {
             match result {
-                Ok((bytes, opened)) => match String::from_utf8(bytes) {
+                Ok((bytes, opened, digest)) => match String::from_utf8(bytes) {
                     Ok(text) => {
                         let text: Arc<str> = text.into();
                         // The stamp of the file actually read: it may have been replaced since
                         // it was listed.
                         let stamp = Stamp::of(&opened);
                         let settled = stamp.settled(self.settled_before).then_some(stamp);
-                        self.after.insert(rel.clone(), (settled, text.clone()));
-                        self.files.insert(rel, text);
+                        let seen = Seen {
+                            stamp: settled,
+                            text,
+                            digest,
+                        };
+                        self.after.insert(rel, seen);
                     }
                     Err(_) => self
                         .diags
@@ -654,17 +706,35 @@ fn read_regular_meta(path: &Path, max: usize) -> Result<(Vec<u8>, Metadata), Fil
     Ok((bytes, meta))
 }
 
-fn content_id(files: &BTreeMap<String, Arc<str>>) -> String {
+/// A release id: the SHA-256 of every path with the SHA-256 of its text, in path order; the same
+/// files give the same id on every machine. Made of each file's hash, so that a read that
+/// opened one file hashes that file and a list, not the whole folder again (48 MB at a big
+/// office's size).
+fn content_id<'a>(files: impl IntoIterator<Item = (&'a String, FileDigest)>) -> String {
     let mut h = Sha256::new();
+    // Ids made this way never equal the ones made before (`former_id`) by accident of format.
+    h.update(b"pintu release, each file's SHA-256\0");
     for (path, text) in files {
-        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        // A length prefix keeps paths apart; each digest has a fixed length.
         h.update((path.len() as u64).to_le_bytes());
         h.update(path.as_bytes());
-        h.update((text.len() as u64).to_le_bytes());
-        h.update(text.as_bytes());
+        h.update(text);
     }
-    let digest = h.finalize();
-    hex::encode(digest.get(..8).unwrap_or_default())
+    hex::encode(h.finalize().get(..8).unwrap_or_default())
+}
+
+/// The id of rules with connectors; without connectors it is the rules' own id, so releases
+/// stored before connectors existed keep theirs.
+fn with_plugins_id(rules_id: &str, plugins: &PluginFiles) -> String {
+    if plugins.is_empty() {
+        return rules_id.to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(b"rules\0");
+    h.update(rules_id.as_bytes());
+    h.update(b"\0plugins\0");
+    plugins.digest(&mut h);
+    hex::encode(h.finalize().get(..8).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -701,6 +771,48 @@ mod tests {
         assert_ne!(one.id(), plain.id());
         assert_ne!(one.id(), other.id(), "a new component is a new release");
         assert_eq!(one.id().len(), plain.id().len());
+    }
+
+    #[test]
+    fn ids_are_made_of_each_files_hash_and_every_way_of_getting_the_files_agrees() {
+        let files = [
+            ("uji/permit.toml", "name = \"Uji\"\n"),
+            ("lib/angka.rhai", "fn satu() { 1 }\n"),
+            ("calendar.toml", ""),
+        ];
+        let given = SourceTree::from_files(
+            files
+                .iter()
+                .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+                .collect(),
+        );
+        // Pinned: the same files give the same id on every machine and in every version, and
+        // a change of the formula changes every stored release's id.
+        assert_eq!(given.id(), "c8841d330affe4e5");
+        // The id the same files had before, one hash over every path and text, as a pin
+        // written then names the folder.
+        assert_eq!(given.former_id(), "bc062ef580af6082");
+        // A read of the folder, whole or of named paths, hashes each file as it opens it.
+        let dir = folder(&files);
+        let mut cache = ReadCache::default();
+        assert_eq!(settled_read(dir.path(), &mut cache), given);
+        save(&dir.path().join("uji/permit.toml"), "name = \"Uji 2\"\n");
+        let changed = named_read(dir.path(), &mut cache, &["uji/permit.toml"]).unwrap();
+        let expected = BTreeMap::from([
+            (
+                "uji/permit.toml".to_owned(),
+                "name = \"Uji 2\"\n".to_owned(),
+            ),
+            ("lib/angka.rhai".to_owned(), "fn satu() { 1 }\n".to_owned()),
+            ("calendar.toml".to_owned(), String::new()),
+        ]);
+        assert_eq!(changed, SourceTree::from_files(expected));
+        assert_ne!(changed.id(), given.id());
+        // A stored release is rebuilt under the id it was stored with.
+        assert_eq!(
+            given.clone().stored_as("bc062ef580af6082").id(),
+            "bc062ef580af6082"
+        );
     }
 
     /// Writes `text` to `path` the way editors save: a sibling, renamed over it.
@@ -787,7 +899,7 @@ mod tests {
         let first = read(&mut cache);
         // What the cache holds is what a read returns for an unchanged file: a text it got
         // wrong would be served until the file changes, unless forgotten.
-        cache.files.get_mut("a/levy.rhai").unwrap().1 = Arc::from("stale");
+        cache.files.get_mut("a/levy.rhai").unwrap().text = Arc::from("stale");
         assert_eq!(&*read(&mut cache).files()["a/levy.rhai"], "stale");
         cache.forget();
         assert_eq!(read(&mut cache), first);
@@ -838,7 +950,7 @@ mod tests {
         let root = dir.path();
         let mut cache = ReadCache::default();
         let first = settled_read(root, &mut cache);
-        cache.files.get_mut("a/levy.rhai").unwrap().1 = Arc::from("stale");
+        cache.files.get_mut("a/levy.rhai").unwrap().text = Arc::from("stale");
         let tree = named_read(root, &mut cache, &["a/levy.rhai"]).unwrap();
         assert_eq!((tree, cache.opened()), (first, 1));
     }

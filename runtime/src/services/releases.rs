@@ -325,7 +325,13 @@ impl ReleaseManager {
         }
         if let Some(pin) = self.store.blocking(|s| s.pin()).await? {
             let folder = read.as_ref().ok().map(SourceTree::id);
-            if folder == Some(pin.folder.as_str()) {
+            // A pin set by a version whose ids were one hash over the whole folder names the
+            // folder by that id: it still stands while the folder is as it was.
+            let named_formerly = folder != Some(pin.folder.as_str())
+                && read
+                    .as_ref()
+                    .is_ok_and(|tree| tree.former_id() == pin.folder);
+            if folder == Some(pin.folder.as_str()) || named_formerly {
                 match self
                     .activate_stored(
                         &pin.release,
@@ -336,6 +342,14 @@ impl ReleaseManager {
                     .await
                 {
                     Ok(o) if o.accepted() => {
+                        if let (true, Some(folder)) = (named_formerly, folder) {
+                            // Named by today's id, so that reloads see the folder unchanged.
+                            let renamed = PinRecord {
+                                release: pin.release.clone(),
+                                folder: folder.to_owned(),
+                            };
+                            self.store.write(vec![Op::Pin(Some(renamed))]).await?;
+                        }
                         tracing::info!(
                             "serving release {} that an admin reactivated; the rules folder is unchanged since",
                             pin.release
@@ -356,6 +370,9 @@ impl ReleaseManager {
                 let reason = match stored.as_deref() {
                     None => "first start",
                     Some(id) if id == tree.id() => "start-up: the rules folder is unchanged",
+                    Some(id) if id == tree.former_id() => {
+                        "start-up: the rules folder is unchanged; its release id is now made of each file's hash"
+                    }
                     Some(_) => "start-up: the rules folder changed since the last run",
                 };
                 let key = FailureKey::Tree(tree.id().to_owned());
@@ -604,7 +621,11 @@ impl ReleaseManager {
             .ok_or_else(|| ReleaseError::Unknown(id.to_owned()))?;
         // The connectors come back exactly as they were activated: their files are stored with
         // the release.
-        let tree = SourceTree::from_files(sources).with_plugins(PluginFiles::from_flat(plugins));
+        // Under the id it was stored with, which a release stored before ids were made of each
+        // file's hash does not get from its files any more.
+        let tree = SourceTree::from_files(sources)
+            .with_plugins(PluginFiles::from_flat(plugins))
+            .stored_as(id);
         Ok(match self.build(tree).await? {
             Ok(release) => self.activate(release, by, reason, pin, note).await?,
             Err(report) => {
