@@ -221,6 +221,22 @@ fn split_folder(path: &str) -> (&str, &str) {
     path.split_once('/').unwrap_or(("", path))
 }
 
+/// `items` by path, grouped by top-level folder: `{folder: [(path within it, item)]}`, each
+/// group in path order (the root's own files are not contiguous among the paths).
+fn by_folder<'a, T>(
+    items: impl IntoIterator<Item = (&'a str, T)>,
+) -> BTreeMap<&'a str, Vec<(&'a str, T)>> {
+    let mut folders: BTreeMap<&str, Vec<(&str, T)>> = BTreeMap::new();
+    for (path, item) in items {
+        let (folder, rest) = split_folder(path);
+        folders.entry(folder).or_default().push((rest, item));
+    }
+    for entries in folders.values_mut() {
+        entries.sort_unstable_by_key(|(rest, _)| *rest);
+    }
+    folders
+}
+
 /// The key of a tree in `source_trees`: the SHA-256 of its `(path, text key)` entries, in order.
 pub(crate) fn tree_key<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::{Digest, Sha256};
@@ -284,17 +300,19 @@ pub(crate) fn put_listing<'a>(
     id: &str,
     files: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
 ) -> Result<(), StoreError> {
-    let mut folders: BTreeMap<&str, Vec<TreeEntry<'_>>> = BTreeMap::new();
-    for (path, key, text) in files {
-        let (folder, rest) = split_folder(path);
-        folders.entry(folder).or_default().push((rest, key, text));
-    }
+    let folders = by_folder(
+        files
+            .into_iter()
+            .map(|(path, key, text)| (path, (key, text))),
+    );
     let mut bodies = txn.open_table(SOURCE_FILES)?;
     let mut trees = txn.open_table(SOURCE_TREES)?;
     let mut listed = Vec::with_capacity(folders.len());
-    for (folder, mut entries) in folders {
-        // The root's own files are not contiguous among the paths: order them.
-        entries.sort_unstable_by_key(|(rest, ..)| *rest);
+    for (folder, files) in folders {
+        let entries: Vec<TreeEntry<'_>> = files
+            .into_iter()
+            .map(|(rest, (key, text))| (rest, key, text))
+            .collect();
         listed.push((folder, put_tree(&mut bodies, &mut trees, &entries)?));
     }
     put_manifest(txn, id, listed.iter().map(|(f, k)| (*f, k.as_str())))
@@ -367,16 +385,11 @@ impl StoredFolders {
         id: &str,
         sources: &BTreeMap<String, Arc<str>>,
     ) -> Result<(), StoreError> {
-        let mut folders: BTreeMap<&str, Vec<(&str, &Arc<str>)>> = BTreeMap::new();
-        for (path, text) in sources {
-            let (folder, rest) = split_folder(path);
-            folders.entry(folder).or_default().push((rest, text));
-        }
+        let folders = by_folder(sources.iter().map(|(path, text)| (path.as_str(), text)));
         let mut bodies = txn.open_table(SOURCE_FILES)?;
         let mut trees = txn.open_table(SOURCE_TREES)?;
         let mut stored = std::collections::HashMap::with_capacity(folders.len());
-        for (folder, mut files) in folders {
-            files.sort_unstable_by_key(|(rest, _)| *rest);
+        for (folder, files) in folders {
             let known = self
                 .0
                 .remove(folder)
