@@ -59,10 +59,13 @@ pub const DEFAULT_MAX_MAP_SIZE: usize = 10_000;
 pub const DEFAULT_SCRIPT_TIMEOUT_MS: u64 = 1_000;
 /// Largest request body accepted by the API, in bytes (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Quiet period after the last file event before a candidate is built, in milliseconds. An
-/// editor's save (write a temporary file, rename it over the original) takes well under a
-/// millisecond between its events, so 50 ms still sees it whole while adding little to a reload.
-pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 50;
+/// Quiet period after the last file change before a candidate is built, in milliseconds. An
+/// editor's save (write a temporary file and rename it over the original; or rename the
+/// original away, write the new one and remove the backup; or truncate and write) takes well
+/// under a millisecond between its events, so 20 ms still sees it whole while adding little to
+/// a reload. A checkout that pauses longer between files is built more than once; a folder
+/// updated by a slow copy wants a longer period.
+pub const DEFAULT_RELOAD_DEBOUNCE_MS: u64 = 20;
 /// Largest single file accepted into a release, in bytes.
 pub const DEFAULT_MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
 /// Most files one release may hold. A permit type is its `permit.toml`, two scripts, tables

@@ -1,19 +1,21 @@
 //! Watches the rules folder (and the plugins folder) and turns file changes into candidate
 //! releases.
 //!
-//! Events are debounced (editors write a temp file and rename it over the original, `git pull`
-//! touches many files), then one whole-tree candidate is built for the burst. Only events that
-//! can change what the folder holds count: the watcher also reports every *open*, and reading the
+//! Changes come in bursts (an editor writes a temp file and renames it over the original,
+//! `git pull` touches many files): a burst lasts from its first change until the folder has been
+//! quiet for `reload_debounce_ms`, and then one candidate is built for it. The quiet period is
+//! measured from the *last* change, so a burst is never cut at a clock tick between two events
+//! of one save, and a save goes live one quiet period after its last event. Only events that can
+//! change what the folder holds count: the watcher also reports every *open*, and reading the
 //! folder opens every file, so treating opens as changes would make each read trigger the next.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind};
-use notify::RecursiveMode;
-use notify_debouncer_full::{
-    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
-};
+use notify::{Event, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -28,7 +30,8 @@ use crate::services::releases::Trigger;
 /// the start-up's release serves, it loses no save made while the start-up builds, and no reload
 /// races the start-up's.
 pub struct Watcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    /// Dropping it ends the event stream, and with it the thread that groups events into bursts.
+    _watcher: notify::RecommendedWatcher,
     app: Arc<App>,
     /// Changes seen before [`Watcher::reload_changes`].
     held: Option<mpsc::UnboundedReceiver<()>>,
@@ -150,7 +153,7 @@ fn place(rules: &[PathBuf], plugins: &[PathBuf], path: &Path) -> Place {
 }
 
 /// Notes each changed path of the rules folder for the next read.
-fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[&DebouncedEvent]) {
+fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[Event]) {
     let mut noted = app.releases().folder_changes();
     for event in changes {
         if event.need_rescan() {
@@ -162,6 +165,71 @@ fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[&D
                 Place::Untaken => {}
                 Place::Unknown => noted.everything_changed(),
             }
+        }
+    }
+}
+
+/// The longest a burst may grow: a folder that never goes quiet (a process writing into it every
+/// few milliseconds) is still read, at the latest this long after the burst's first change.
+fn burst_cap(quiet: Duration) -> Duration {
+    (quiet * 20).max(Duration::from_secs(1))
+}
+
+/// One burst: the content changes, and the errors of the watcher itself (events may have been
+/// lost, so only a whole read can tell what changed).
+#[derive(Debug, Default)]
+struct Burst {
+    changes: Vec<Event>,
+    errors: Vec<notify::Error>,
+}
+
+/// Waits for the next burst: from the first change (or error) until nothing more has come for
+/// `quiet`, or `cap` after the first. Events that cannot change what the folder holds are
+/// counted through `ignored` as they come and neither start nor extend a burst. `None` once the
+/// watcher is gone and everything it sent has been taken.
+fn next_burst(
+    events: &Receiver<notify::Result<Event>>,
+    quiet: Duration,
+    cap: Duration,
+    ignored: &mut dyn FnMut(usize),
+) -> Option<Burst> {
+    let mut burst = Burst::default();
+    let mut add = |burst: &mut Burst, event: notify::Result<Event>| match event {
+        Ok(e) if is_content_change(&e) => {
+            burst.changes.push(e);
+            true
+        }
+        Ok(_) => {
+            ignored(1);
+            false
+        }
+        Err(e) => {
+            burst.errors.push(e);
+            true
+        }
+    };
+    // Until the first change, wait as long as it takes.
+    loop {
+        if add(&mut burst, events.recv().ok()?) {
+            break;
+        }
+    }
+    let first = Instant::now();
+    let mut last = first;
+    loop {
+        let deadline = (last + quiet).min(first + cap);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(wait) {
+            Ok(event) => {
+                if add(&mut burst, event) {
+                    last = Instant::now();
+                }
+            }
+            // Quiet long enough, or the watcher is gone: this burst is whole either way.
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return Some(burst),
+        }
+        if Instant::now() >= first + cap {
+            return Some(burst);
         }
     }
 }
@@ -181,49 +249,55 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     };
     let rules_roots = roots(&rules_dir);
     let plugins_roots = roots(&plugins_dir);
+    let quiet = app.config().limits.reload_debounce();
     let counter = app.clone();
-    let mut debouncer = new_debouncer(
-        app.config().limits.reload_debounce(),
-        None,
-        move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                let (changes, ignored): (Vec<_>, Vec<_>) =
-                    events.iter().partition(|e| is_content_change(e));
-                counter.metrics().rules_events(false, ignored.len());
-                counter.metrics().rules_events(true, changes.len());
-                note_changes(&counter, &rules_roots, &plugins_roots, &changes);
-                let relevant = changes.iter().any(|e| {
-                    e.paths.iter().any(|p| match p.strip_prefix(&plugins_root) {
+    let handle = move |burst: Burst| {
+        counter.metrics().rules_events(true, burst.changes.len());
+        for e in &burst.errors {
+            tracing::warn!("watching rules: {e}");
+        }
+        if !burst.errors.is_empty() {
+            // What the lost events named is unknown: the next read looks at everything.
+            counter.releases().folder_changes().everything_changed();
+        }
+        note_changes(&counter, &rules_roots, &plugins_roots, &burst.changes);
+        let relevant = !burst.errors.is_empty()
+            || burst.changes.iter().any(|e| {
+                e.need_rescan()
+                    || e.paths.iter().any(|p| match p.strip_prefix(&plugins_root) {
                         Ok(rel) => is_plugin_change(rel),
                         Err(_) => !p
                             .file_name()
                             .is_some_and(|n| is_ignored(&n.to_string_lossy())),
                     })
-                });
-                if relevant {
-                    let _ = tx.send(());
-                }
+            });
+        if relevant {
+            let _ = tx.send(());
+        }
+    };
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let counter = app.clone();
+    std::thread::Builder::new()
+        .name("pintu-watch".into())
+        .spawn(move || {
+            let mut ignored = |n| counter.metrics().rules_events(false, n);
+            while let Some(burst) = next_burst(&events, quiet, burst_cap(quiet), &mut ignored) {
+                handle(burst);
             }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("watching rules: {e}");
-                }
-                // What the lost events named is unknown: the next read looks at everything.
-                counter.releases().folder_changes().everything_changed();
-            }
-        },
-    )?;
+        })
+        .map_err(notify::Error::io)?;
+    let mut watcher = notify::recommended_watcher(events_tx)?;
     // Before the folder is watched: a change from here on is noted.
     let noted = || app.releases().folder_changes();
     noted().watching_from_now();
-    if let Err(e) = debouncer.watch(Path::new(&rules_dir), RecursiveMode::Recursive) {
+    if let Err(e) = watcher.watch(Path::new(&rules_dir), RecursiveMode::Recursive) {
         noted().not_watching();
         return Err(e);
     }
     tracing::info!("watching {} for changes", rules_dir.display());
     // A plugins folder made after the start is read by the next reload, not watched.
     if plugins_dir.is_dir() {
-        match debouncer.watch(&plugins_dir, RecursiveMode::Recursive) {
+        match watcher.watch(&plugins_dir, RecursiveMode::Recursive) {
             Ok(()) => tracing::info!("watching {} for connector changes", plugins_dir.display()),
             Err(e) => tracing::warn!(
                 "cannot watch {}: {e}; reload connectors with POST /admin/reload",
@@ -232,7 +306,7 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
         }
     }
     Ok(Watcher {
-        _debouncer: debouncer,
+        _watcher: watcher,
         app,
         held: Some(rx),
         task: None,
@@ -305,6 +379,120 @@ mod tests {
         assert_eq!(at("/elsewhere/levy.rhai"), Place::Unknown);
         let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/data/rules/p\xff/a.toml"));
         assert_eq!(place(&rules, &plugins, not_utf8), Place::Unknown);
+    }
+
+    fn change(path: &str) -> notify::Result<Event> {
+        Ok(Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any))).add_path(path.into()))
+    }
+
+    fn open(path: &str) -> notify::Result<Event> {
+        Ok(Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any))).add_path(path.into()))
+    }
+
+    fn paths(burst: &Burst) -> Vec<String> {
+        let paths = burst.changes.iter().flat_map(|e| &e.paths);
+        paths.map(|p| p.display().to_string()).collect()
+    }
+
+    #[test]
+    fn the_events_of_a_save_are_one_burst_and_opens_only_count() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // An editor's save as the watcher sees it, after our own read opened a file.
+        let rename = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path("/r/p/permit.tmp".into())
+            .add_path("/r/p/permit.toml".into());
+        for event in [
+            open("/r/p/levy.rhai"),
+            Ok(Event::new(EventKind::Create(CreateKind::File)).add_path("/r/p/permit.tmp".into())),
+            change("/r/p/permit.tmp"),
+            open("/r/p/permit.tmp"),
+            Ok(rename),
+        ] {
+            tx.send(event).unwrap();
+        }
+        drop(tx);
+        let mut ignored = 0;
+        // A quiet period far longer than a test could wait: only the end of the stream ends it.
+        let quiet = Duration::from_secs(3600);
+        let burst = next_burst(&rx, quiet, quiet, &mut |n| ignored += n).unwrap();
+        assert_eq!(
+            paths(&burst),
+            [
+                "/r/p/permit.tmp",
+                "/r/p/permit.tmp",
+                "/r/p/permit.tmp",
+                "/r/p/permit.toml"
+            ]
+        );
+        assert_eq!(ignored, 2);
+        assert!(next_burst(&rx, quiet, quiet, &mut |_| {}).is_none());
+    }
+
+    #[test]
+    fn a_burst_ends_when_the_folder_is_quiet_and_the_next_change_starts_another() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut ignored = 0;
+        tx.send(change("/r/a")).unwrap();
+        // The sender stays: only the quiet period can end this burst.
+        let burst = next_burst(&rx, Duration::ZERO, Duration::from_secs(3600), &mut |n| {
+            ignored += n
+        });
+        assert_eq!(paths(&burst.unwrap()), ["/r/a"]);
+        tx.send(open("/r/a")).unwrap();
+        tx.send(change("/r/b")).unwrap();
+        let burst = next_burst(
+            &rx,
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+            &mut |n| ignored += n,
+        );
+        assert_eq!(paths(&burst.unwrap()), ["/r/b"]);
+        assert_eq!(ignored, 1);
+    }
+
+    #[test]
+    fn a_folder_that_never_goes_quiet_is_still_read() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                // Far more changes than the cap lets a burst wait for, each far inside the
+                // quiet period: only the cap can end the burst before this loop does.
+                for i in 0..200_000 {
+                    if tx.send(change(&format!("/r/log-{i}"))).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let quiet = Duration::from_secs(3600);
+        let burst = next_burst(&rx, quiet, Duration::from_millis(100), &mut |_| {}).unwrap();
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "the burst ended only when the changes did"
+        );
+        assert!(!burst.changes.is_empty());
+        drop(rx);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn an_error_of_the_watcher_is_a_burst() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(Err(notify::Error::generic("queue overflow")))
+            .unwrap();
+        drop(tx);
+        let burst = next_burst(&rx, Duration::ZERO, Duration::ZERO, &mut |_| {}).unwrap();
+        assert_eq!((burst.changes.len(), burst.errors.len()), (0, 1));
+    }
+
+    #[test]
+    fn the_cap_grows_with_a_long_quiet_period() {
+        assert_eq!(burst_cap(Duration::from_millis(20)), Duration::from_secs(1));
+        assert_eq!(burst_cap(Duration::from_secs(1)), Duration::from_secs(20));
     }
 
     #[test]

@@ -115,6 +115,66 @@ async fn saved_changes_go_live_and_broken_ones_never_do() {
     assert_eq!(actions, ["reload", "activate", "activate"]);
 }
 
+/// `uji/permit.toml` with the levy's rate `rate`.
+fn uji_permit(rate: &str) -> String {
+    let tree = uji_tree(rate);
+    let (_, text) = tree.iter().find(|(p, _)| p == "uji/permit.toml").unwrap();
+    text.clone()
+}
+
+/// Waits for the save to go live and checks it went live whole: one new reload record, accepted
+/// (a burst cut between the save's events would first build the folder half-saved: without
+/// `permit.toml`, or with half of it), and the levy at the new rate.
+async fn goes_live_as_one_release(s: &Server, before: &str, total: &str) -> String {
+    let records = reload_count(s).await;
+    let (release, _) = s.wait_for_new_release(Some(before), WAIT).await;
+    let (_, v) = s.admin_get("/admin/reloads?limit=1000").await;
+    let list = v["reloads"].as_array().unwrap();
+    assert_eq!(list.len(), records + 1, "one save, one reload: {list:#?}");
+    assert_eq!(list[0]["accepted"], true, "{}", list[0]);
+    assert_eq!(levy_total(s).await, total);
+    release
+}
+
+#[tokio::test]
+async fn each_way_editors_save_a_file_goes_live_as_one_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_uji(&rules, "0.1");
+    // The quiet period absorbs this test process being paused between two of its own writes
+    // on a loaded machine; an editor does them within microseconds.
+    let config = dir.path().join("pintu.toml");
+    std::fs::write(&config, "[limits]\nreload_debounce_ms = 300\n").unwrap();
+    let s = Server::start(
+        &rules,
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let first = s.release().await.unwrap();
+    let permit = rules.join("uji/permit.toml");
+
+    // Vim, Emacs: the original renamed to a backup, the new text written, the backup removed.
+    let backup = rules.join("uji/permit.toml~");
+    std::fs::rename(&permit, &backup).unwrap();
+    std::fs::write(&permit, uji_permit("0.2")).unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    let second = goes_live_as_one_release(&s, &first, "20").await;
+
+    // Written in place: truncated, then written in two parts.
+    let text = uji_permit("0.3");
+    let (head, tail) = text.split_at(text.len() / 2);
+    let mut file = std::fs::File::create(&permit).unwrap();
+    std::io::Write::write_all(&mut file, head.as_bytes()).unwrap();
+    std::io::Write::flush(&mut file).unwrap();
+    std::io::Write::write_all(&mut file, tail.as_bytes()).unwrap();
+    drop(file);
+    let third = goes_live_as_one_release(&s, &second, "30").await;
+
+    // A temporary file renamed over the original.
+    write_file(&permit, &uji_permit("0.4"));
+    goes_live_as_one_release(&s, &third, "40").await;
+}
+
 #[tokio::test]
 async fn restart_with_a_broken_folder_serves_the_last_good_release() {
     let (_dir, s) = uji_server("0.3");
