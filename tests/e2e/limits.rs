@@ -206,3 +206,19 @@ fn serve_refuses_a_limit_that_cannot_work_naming_the_key() {
         );
     }
 }
+
+/// The server turns transparent huge pages off for itself (a fresh huge page is 2 MiB zeroed at
+/// one fault, which made the first save after start-up at a big office half again as slow);
+/// the kernel shows the setting in the process's status.
+#[tokio::test]
+async fn the_server_keeps_its_memory_in_ordinary_pages() {
+    let (_dir, s) = pintu_tests::uji_server("0.1");
+    assert!(s.release().await.is_some(), "{}", s.log());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    assert_eq!(
+        thp.map(|l| l.split_whitespace().last()),
+        Some(Some("0")),
+        "{status}"
+    );
+}
