@@ -152,21 +152,43 @@ fn place(rules: &[PathBuf], plugins: &[PathBuf], path: &Path) -> Place {
     Place::Rules(parts.join("/"))
 }
 
-/// Notes each changed path of the rules folder for the next read.
-fn note_changes(app: &App, rules: &[PathBuf], plugins: &[PathBuf], changes: &[Event]) {
-    let mut noted = app.releases().folder_changes();
+/// What a burst's changes tell the next read of the rules folder, and whether they can change a
+/// release at all.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Noted {
+    /// Changed paths of the rules folder, relative to it.
+    paths: Vec<String>,
+    /// Only a whole read can tell what changed.
+    everything: bool,
+    /// Some change can change a release: a path a read takes, or a connector's manifest or
+    /// component. Writes no read takes (a `.git` folder's, an editor's leftovers, a guest's
+    /// build output) start no reload.
+    relevant: bool,
+}
+
+/// Looks at each path of a burst's changes once, given the rules folder's and the plugins
+/// folder's absolute paths.
+fn classify(rules: &[PathBuf], plugins: &[PathBuf], changes: &[Event]) -> Noted {
+    let mut noted = Noted::default();
     for event in changes {
         if event.need_rescan() {
-            noted.everything_changed();
+            noted.everything = true;
+            noted.relevant = true;
         }
         for path in &event.paths {
-            match place(rules, plugins, path) {
-                Place::Rules(rel) => noted.changed(rel),
+            let placed = place(rules, plugins, path);
+            noted.relevant |= match plugins.iter().find_map(|root| path.strip_prefix(root).ok()) {
+                Some(rel) => is_plugin_change(rel),
+                None => placed != Place::Untaken,
+            };
+            match placed {
+                Place::Rules(rel) => noted.paths.push(rel),
                 Place::Untaken => {}
-                Place::Unknown => noted.everything_changed(),
+                Place::Unknown => noted.everything = true,
             }
         }
     }
+    noted
 }
 
 /// The longest a burst may grow: a folder that never goes quiet (a process writing into it every
@@ -239,7 +261,6 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let rules_dir = app.config().rules_dir.clone();
     let plugins_dir = app.config().plugins_dir.clone();
-    let plugins_root = std::fs::canonicalize(&plugins_dir).unwrap_or_else(|_| plugins_dir.clone());
     // Events name paths under a folder as it was given to the watcher, made absolute.
     let roots = |dir: &Path| -> Vec<PathBuf> {
         [std::path::absolute(dir), std::fs::canonicalize(dir)]
@@ -256,22 +277,18 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
         for e in &burst.errors {
             tracing::warn!("watching rules: {e}");
         }
-        if !burst.errors.is_empty() {
-            // What the lost events named is unknown: the next read looks at everything.
-            counter.releases().folder_changes().everything_changed();
+        let noted = classify(&rules_roots, &plugins_roots, &burst.changes);
+        {
+            let mut folder = counter.releases().folder_changes();
+            // What lost events named is unknown: the next read looks at everything.
+            if noted.everything || !burst.errors.is_empty() {
+                folder.everything_changed();
+            }
+            for rel in noted.paths {
+                folder.changed(rel);
+            }
         }
-        note_changes(&counter, &rules_roots, &plugins_roots, &burst.changes);
-        let relevant = !burst.errors.is_empty()
-            || burst.changes.iter().any(|e| {
-                e.need_rescan()
-                    || e.paths.iter().any(|p| match p.strip_prefix(&plugins_root) {
-                        Ok(rel) => is_plugin_change(rel),
-                        Err(_) => !p
-                            .file_name()
-                            .is_some_and(|n| is_ignored(&n.to_string_lossy())),
-                    })
-            });
-        if relevant {
+        if noted.relevant || !burst.errors.is_empty() {
             let _ = tx.send(());
         }
     };
@@ -493,6 +510,49 @@ mod tests {
     fn the_cap_grows_with_a_long_quiet_period() {
         assert_eq!(burst_cap(Duration::from_millis(20)), Duration::from_secs(1));
         assert_eq!(burst_cap(Duration::from_secs(1)), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn only_changes_a_read_takes_start_a_reload_and_each_path_is_noted_once() {
+        let rules = [PathBuf::from("/srv/rules")];
+        let plugins = [PathBuf::from("/srv/plugins")];
+        let burst = |paths: &[&str]| {
+            let event = Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any)));
+            let event = paths.iter().fold(event, |e, p| e.add_path(p.into()));
+            classify(&rules, &plugins, &[event])
+        };
+        let noted = |paths: &[&str], everything, relevant| Noted {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            everything,
+            relevant,
+        };
+        // A `git commit` or `git fetch` in the rules folder writes only under `.git`.
+        assert_eq!(
+            burst(&["/srv/rules/.git/index", "/srv/rules/.git/objects/ab/cdef"]),
+            noted(&[], false, false)
+        );
+        assert_eq!(
+            burst(&["/srv/rules/pbg/.levy.rhai.swp"]),
+            noted(&[], false, false)
+        );
+        assert_eq!(
+            burst(&["/srv/rules/pbg/permit.tmp", "/srv/rules/pbg/permit.toml"]),
+            noted(&["pbg/permit.toml"], false, true)
+        );
+        assert_eq!(
+            burst(&["/srv/plugins/echo/echo.wasm"]),
+            noted(&[], false, true)
+        );
+        assert_eq!(
+            burst(&["/srv/plugins/echo/src/lib.rs"]),
+            noted(&[], false, false)
+        );
+        assert_eq!(burst(&["/elsewhere/x"]), noted(&[], true, true));
+        let rescan = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert_eq!(
+            classify(&rules, &plugins, &[rescan]),
+            noted(&[], true, true)
+        );
     }
 
     #[test]

@@ -48,17 +48,23 @@ async fn metric(s: &Server, series: &str) -> u64 {
 const READS: &str = "pintu_rules_folder_reads_total ";
 const IGNORED: &str = "pintu_rules_events_total{outcome=\"ignored\"} ";
 
-/// Waits until the watcher has passed over access events (counted, not acted on).
-async fn wait_for_ignored_events(s: &Server, before: u64) {
+/// Waits until the metric `series` has gone past `before`; `what` says what that means.
+async fn wait_for_metric(s: &Server, series: &str, before: u64, what: &str) {
     let started = Instant::now();
-    while metric(s, IGNORED).await <= before {
+    while metric(s, series).await <= before {
         assert!(
             started.elapsed() < WAIT,
-            "the watcher never reported the access events as ignored; log:\n{}",
+            "{what} never happened; log:\n{}",
             s.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the watcher has passed over access events (counted, not acted on).
+async fn wait_for_ignored_events(s: &Server, before: u64) {
+    let what = "the watcher reporting the access events as ignored";
+    wait_for_metric(s, IGNORED, before, what).await;
 }
 
 async fn reload_count(s: &Server) -> usize {
@@ -113,6 +119,28 @@ async fn reading_the_folder_does_not_wake_the_watcher() {
     // Four files saved are at most four debounced bursts.
     assert!((1..=4).contains(&reads), "{reads} reads:\n{}", s.log());
     assert_eq!(reload_count(&s).await, records_before + 1, "{}", s.log());
+}
+
+const CHANGES: &str = "pintu_rules_events_total{outcome=\"change\"} ";
+
+#[tokio::test]
+async fn git_writing_its_own_folder_inside_the_rules_folder_reads_nothing() {
+    let (_dir, s) = uji_server("0.1");
+    let rules = s.rules.clone();
+    let first = s.release().await.unwrap();
+    let reads_before = metric(&s, READS).await;
+
+    // What `git commit` or `git fetch` write: the rules themselves stay as they were.
+    let changes = metric(&s, CHANGES).await;
+    write_file(&rules.join(".git/index"), "index");
+    write_file(&rules.join(".git/objects/ab/cdef0123"), "object");
+    wait_for_metric(&s, CHANGES, changes, "the watcher seeing the writes").await;
+
+    // A real save after them: its reload comes after any the writes above could have started,
+    // so the count of reads now tells whether they started one.
+    write_uji(&rules, "0.2");
+    s.wait_for_new_release(Some(&first), WAIT).await;
+    assert_eq!(metric(&s, READS).await, reads_before + 1, "{}", s.log());
 }
 
 const WHOLE: &str = "pintu_rules_reads_total{scope=\"whole\"} ";
@@ -191,15 +219,7 @@ async fn a_folder_that_fails_to_read_is_recorded_once_not_per_event() {
     // A chmod is an event worth a read, but the folder fails exactly as before: not recorded.
     let reads = metric(&s, READS).await;
     std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let started = Instant::now();
-    while metric(&s, READS).await <= reads {
-        assert!(
-            started.elapsed() < WAIT,
-            "no read after chmod:\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metric(&s, READS, reads, "a read after the chmod").await;
     // Access events only: not even read.
     let ignored = metric(&s, IGNORED).await;
     read_everything(&rules);
