@@ -323,6 +323,9 @@ impl ReleaseManager {
                 tree.id()
             );
         }
+        // The folder's former id costs one more hash of the whole folder: taken only when an id
+        // differs, and once for both the pin and the activation's reason.
+        let mut former = None;
         if let Some(pin) = self.store.blocking(|s| s.pin()).await? {
             let folder = read.as_ref().ok().map(SourceTree::id);
             // A pin set by a version whose ids were one hash over the whole folder names the
@@ -330,7 +333,7 @@ impl ReleaseManager {
             let named_formerly = folder != Some(pin.folder.as_str())
                 && read
                     .as_ref()
-                    .is_ok_and(|tree| tree.former_id() == pin.folder);
+                    .is_ok_and(|tree| former_id(&mut former, tree) == pin.folder);
             if folder == Some(pin.folder.as_str()) || named_formerly {
                 match self
                     .activate_stored(
@@ -370,7 +373,7 @@ impl ReleaseManager {
                 let reason = match stored.as_deref() {
                     None => "first start",
                     Some(id) if id == tree.id() => "start-up: the rules folder is unchanged",
-                    Some(id) if id == tree.former_id() => {
+                    Some(id) if id == former_id(&mut former, &tree) => {
                         "start-up: the rules folder is unchanged; its release id is now made of each file's hash"
                     }
                     Some(_) => "start-up: the rules folder changed since the last run",
@@ -948,6 +951,11 @@ pub fn first_problem(diags: &[Diagnostic]) -> String {
         [one] => one.to_string(),
         [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
     }
+}
+
+/// `tree`'s former id (see [`SourceTree::former_id`]), hashed the first time it is asked for.
+fn former_id<'a>(former: &'a mut Option<String>, tree: &SourceTree) -> &'a str {
+    former.get_or_insert_with(|| tree.former_id())
 }
 
 #[cfg(test)]
