@@ -432,11 +432,18 @@ impl StoredFolders {
 /// The stored form of a record. Depth is capped here, once for every record type, so that what
 /// is written can always be read back (serde_json reads at most 128 levels).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let value = serde_json::to_value(Envelope {
+    let envelope = Envelope {
         v: RECORD_VERSION,
         data: value,
-    })
-    .map_err(StoreError::Encode)?;
+    };
+    // Nearly every record is far shallower than the cap: its text is then the capped text, and
+    // the copy into a JSON tree that capping needs is saved. The store's writer encodes every
+    // record of a commit, one after another, so that copy was on every write's path.
+    let text = serde_json::to_vec(&envelope).map_err(StoreError::Encode)?;
+    if bound::text_depth(&text) < bound::MAX_RECORD_DEPTH {
+        return Ok(text);
+    }
+    let value = serde_json::to_value(envelope).map_err(StoreError::Encode)?;
     serde_json::to_vec(&bound::cap_depth(value, bound::MAX_RECORD_DEPTH))
         .map_err(StoreError::Encode)
 }
@@ -1121,6 +1128,39 @@ mod tests {
         let first = page.items[1].record().expect("the deep record reads back");
         let text = first.input.to_string();
         assert!(text.contains(bound::DEPTH_MARKER), "{text}");
+    }
+
+    #[test]
+    fn a_record_is_stored_as_capping_its_whole_tree_would_store_it() {
+        // The reference: the record copied into a JSON tree, capped, then written.
+        let capped = |data: &serde_json::Value| {
+            let whole = serde_json::to_value(Envelope {
+                v: RECORD_VERSION,
+                data,
+            })
+            .unwrap();
+            bound::cap_depth(whole, bound::MAX_RECORD_DEPTH)
+        };
+        let tricky = serde_json::json!({"k\"[": ["]\\", "{{", {"é": "\\\"]"}], "n": 1.50});
+        let mut cases = vec![tricky];
+        // The envelope is one level: these reach the cap minus one, the cap, and beyond.
+        for levels in [
+            bound::MAX_RECORD_DEPTH - 2,
+            bound::MAX_RECORD_DEPTH - 1,
+            200,
+        ] {
+            cases.push(nested(levels));
+        }
+        for data in &cases {
+            let stored: serde_json::Value = serde_json::from_slice(&encode(data).unwrap()).unwrap();
+            assert_eq!(stored, capped(data), "{data}");
+        }
+        let deepest: serde_json::Value =
+            serde_json::from_slice(&encode(&nested(200)).unwrap()).unwrap();
+        assert!(deepest.to_string().contains(bound::DEPTH_MARKER));
+        let kept: serde_json::Value =
+            serde_json::from_slice(&encode(&nested(bound::MAX_RECORD_DEPTH - 2)).unwrap()).unwrap();
+        assert!(!kept.to_string().contains(bound::DEPTH_MARKER));
     }
 
     #[test]

@@ -88,13 +88,54 @@ pub fn cap_depth(value: Json, max_depth: usize) -> Json {
     }
 }
 
+/// How deeply the arrays and objects of JSON `text` nest: 1 for a top-level container, 0 for a
+/// scalar. A container at that depth is what [`cap_depth`] reaches at the same depth, so text
+/// whose depth is below `max_depth` needs no cap. Brackets inside strings do not count.
+pub fn text_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    // Bytes of multi-byte UTF-8 characters are all >= 0x80, so matching ASCII bytes is exact.
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// `value` itself when its JSON text is at most `max_bytes` long; otherwise an excerpt:
 /// `{"truncated": true, "bytes": <full length>, "excerpt": "<the start of the JSON text>"}`,
 /// the excerpt taking at most `max_bytes` once stored (escaped as a JSON string).
 /// Depth is capped first, so the excerpt and the whole value are both readable.
 pub fn excerpt(value: Json, max_bytes: usize) -> Json {
-    let value = cap_depth(value, MAX_RECORD_DEPTH);
-    let text = match serde_json::to_string(&value) {
+    // Most values are far shallower than the cap: their text shows it, and rebuilding the
+    // whole tree to cap it is saved (every evaluation bounds its input and output here).
+    let text = serde_json::to_string(&value);
+    let (value, text) = match text {
+        Ok(t) if text_depth(t.as_bytes()) < MAX_RECORD_DEPTH => (value, Ok(t)),
+        _ => {
+            let value = cap_depth(value, MAX_RECORD_DEPTH);
+            let text = serde_json::to_string(&value);
+            (value, text)
+        }
+    };
+    let text = match text {
         Ok(t) => t,
         Err(e) => return json!({ "truncated": true, "excerpt": format!("unprintable: {e}") }),
     };
@@ -159,6 +200,36 @@ mod tests {
         // What was shallow enough is untouched.
         let shallow = json!({"a": [1, {"b": "c"}], "d": {}});
         assert_eq!(cap_depth(shallow.clone(), 10), shallow);
+    }
+
+    #[test]
+    fn the_depth_of_json_text_counts_containers_and_skips_strings() {
+        let of = |v: &Json| text_depth(serde_json::to_string(v).unwrap().as_bytes());
+        assert_eq!(of(&json!(1)), 0);
+        assert_eq!(of(&json!("[[[{")), 0);
+        assert_eq!(of(&json!([])), 1);
+        assert_eq!(of(&json!({"a": [1, {"b": "]]\\\"{["}], "c": {}})), 3);
+        assert_eq!(of(&nested(300)), 300);
+        // Escaped quotes and backslashes do not end a string early.
+        assert_eq!(of(&json!(["\\", "\"", "\\\"[", {"k\"{": ["é]"]}])), 3);
+        // In step with cap_depth: what is shallower than the cap is left as it is.
+        for levels in [8, 9, 10, 11, 40] {
+            let v = json!({"x": nested(levels)});
+            assert_eq!(
+                cap_depth(v.clone(), 12) == v,
+                of(&v) < 12,
+                "{levels} levels"
+            );
+        }
+    }
+
+    #[test]
+    fn an_excerpt_caps_depth_whatever_its_size() {
+        let deep = excerpt(nested(300), 1_000_000);
+        assert_eq!(depth(&deep), MAX_RECORD_DEPTH);
+        assert!(deep.to_string().contains(DEPTH_MARKER));
+        let below = nested(MAX_RECORD_DEPTH - 1);
+        assert_eq!(excerpt(below.clone(), 1_000_000), below);
     }
 
     #[test]
