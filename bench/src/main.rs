@@ -5,6 +5,7 @@
 mod connector;
 mod durable;
 mod endpoint;
+mod engine;
 mod generate;
 mod http;
 mod load;
@@ -157,7 +158,11 @@ fn case_b() -> Json {
     })
 }
 
-fn levy_rows(args: &Args) -> Result<Vec<Row>> {
+/// The engine's floor: the PBG formula alone as one Rhai function (`engine.rs`).
+const FORMULA_ROW: &str =
+    "PBG levy formula alone, one Rhai function (no checks, labels, trace or helpers), {q}";
+
+fn levy_rows(args: &Args, notes: &mut Vec<String>) -> Result<Vec<Row>> {
     let limits = Limits::default();
     let tree = SourceTree::read_dir(&args.rules, &limits)
         .map_err(|d| anyhow!("rules in {} unreadable: {d:?}", args.rules.display()))?;
@@ -193,6 +198,8 @@ fn levy_rows(args: &Args) -> Result<Vec<Row>> {
     })?;
     let (s50, s99) = percentiles(script)?;
     let (r50, r99) = percentiles(rust)?;
+    let floor = engine::measure(&release, &limits, &data, from_rust.total, n)?;
+    notes.push(floor.note);
     let ratio = |a: Duration, b: Duration| {
         format!(
             "{:.0}× slower",
@@ -213,6 +220,20 @@ fn levy_rows(args: &Args) -> Result<Vec<Row>> {
             baseline_name: "plain Rust levy".into(),
             baseline: us(r99),
             ratio: ratio(s99, r99),
+        },
+        Row {
+            what: FORMULA_ROW.replace("{q}", "median"),
+            pintu: us(floor.median),
+            baseline_name: "plain Rust levy".into(),
+            baseline: us(r50),
+            ratio: ratio(floor.median, r50),
+        },
+        Row {
+            what: FORMULA_ROW.replace("{q}", "p99"),
+            pintu: us(floor.p99),
+            baseline_name: "plain Rust levy".into(),
+            baseline: us(r99),
+            ratio: ratio(floor.p99, r99),
         },
     ])
 }
@@ -427,15 +448,15 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     if args.wants("levy") {
-        rows.extend(levy_rows(&args)?);
+        rows.extend(levy_rows(&args, &mut notes)?);
     }
     if args.wants("connector") {
         eprintln!("connector calls");
         rows.extend(connector::rows(&args)?);
     }
 
-    let mut notes = Vec::new();
     rows.extend(server_rows(&args, &mut notes)?);
     println!("| measurement | Pintu | baseline | baseline figure | Pintu ÷ baseline |");
     println!("|---|---|---|---|---|");

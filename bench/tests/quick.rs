@@ -33,6 +33,14 @@ fn quick_run_prints_every_row_with_a_ratio() {
             "plain Rust levy",
         ),
     ];
+    for q in ["median", "p99"] {
+        expected.push((
+            format!(
+                "PBG levy formula alone, one Rhai function (no checks, labels, trace or helpers), {q}"
+            ),
+            "plain Rust levy",
+        ));
+    }
     for q in ["p50", "p99"] {
         expected.push((
             format!("connector call: instantiate + handle-event (echo, kv history of 300), {q}"),
@@ -143,10 +151,25 @@ fn only_measures_the_groups_asked_for_and_names_the_groups_when_one_is_unknown()
         .collect();
     assert_eq!(
         rows.len(),
-        2,
-        "only the two in-process levy rows:\n{stdout}"
+        4,
+        "only the four in-process levy rows:\n{stdout}"
     );
-    assert!(rows.iter().all(|r| r.starts_with("| PBG levy in-process")));
+    assert!(rows.iter().all(|r| r.starts_with("| PBG levy ")));
+    // The breakdown by stage counts each script's engine operations.
+    let stages = stdout
+        .lines()
+        .find(|l| l.starts_with("- in-process levy by stage"))
+        .unwrap_or_else(|| panic!("no breakdown by stage:\n{stdout}"));
+    for stage in [
+        "validate.rhai alone",
+        "levy.rhai alone",
+        "the formula alone",
+    ] {
+        assert!(
+            stages.contains(stage) && stages.contains("engine operations)"),
+            "{stages}"
+        );
+    }
 
     let out = run("levy,speed");
     assert!(!out.status.success());
