@@ -1,8 +1,9 @@
 //! Where the in-process levy's time goes. The levy rows time the whole pipeline; this takes it
 //! apart: `validate.rhai` and `levy.rhai` each called alone, and the PBG formula alone as one
 //! Rhai function (`formula.rhai`) in the same engine, each with the number of engine
-//! operations it runs. The formula is the engine's floor for this levy: no rewrite of the
-//! sample rules that still computes it goes below that.
+//! operations it runs. The formula holds nothing but the levy's table reads and arithmetic, so
+//! its time is the engine's floor for this levy: what rules as readable as the samples cost on
+//! top of it is the rest.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
