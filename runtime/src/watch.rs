@@ -278,17 +278,19 @@ fn start(app: Arc<App>) -> Result<Watcher, notify::Error> {
             tracing::warn!("watching rules: {e}");
         }
         let noted = classify(&rules_roots, &plugins_roots, &burst.changes);
+        // The watcher's errors may stand for lost events.
+        let lost = !burst.errors.is_empty();
         {
             let mut folder = counter.releases().folder_changes();
             // What lost events named is unknown: the next read looks at everything.
-            if noted.everything || !burst.errors.is_empty() {
+            if noted.everything || lost {
                 folder.everything_changed();
             }
             for rel in noted.paths {
                 folder.changed(rel);
             }
         }
-        if noted.relevant || !burst.errors.is_empty() {
+        if noted.relevant || lost {
             let _ = tx.send(());
         }
     };
