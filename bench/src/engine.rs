@@ -5,7 +5,6 @@
 //! its time is the engine's floor for this levy: what rules as readable as the samples cost on
 //! top of it is the rest.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -29,11 +28,10 @@ pub struct Floor {
     pub note: String,
 }
 
-/// One script called alone: its file, function and median time.
-struct Stage {
+/// One script called alone: what it is, its function and median time.
+struct Stage<'a> {
     what: &'static str,
-    file: String,
-    source: String,
+    script: &'a Script,
     func: &'static str,
     median: Duration,
 }
@@ -68,16 +66,14 @@ pub fn measure(
             Dynamic::from(params.clone()),
         )
     };
-    let compile = |host: &ScriptHost, file: &str, source: &str| -> Result<Script> {
-        host.compile(file, source)
-            .map_err(|d| anyhow!("{file} does not compile: {d:?}"))
-    };
     let call = |host: &ScriptHost, script: &Script, func: &str| {
         host.call(&context, script, func, args())
             .map_err(|e| anyhow!("{}: {e}", script.file()))
     };
 
-    let formula = compile(host, FORMULA_FILE, FORMULA)?;
+    let formula = host
+        .compile(FORMULA_FILE, FORMULA)
+        .map_err(|d| anyhow!("{FORMULA_FILE} does not compile: {d:?}"))?;
     let answer = call(host, &formula, "levy")?
         .as_decimal()
         .map_err(|t| anyhow!("the formula answered a {t}, not a decimal"))?;
@@ -86,14 +82,6 @@ pub fn measure(
     }
     let (median, p99) = percentiles(time_each(n, || call(host, &formula, "levy").map(|_| ()))?)?;
 
-    let source = |file: &str| {
-        release
-            .sources
-            .files()
-            .get(file)
-            .map(|t| t.to_string())
-            .ok_or_else(|| anyhow!("no {file} in the rules"))
-    };
     let mut stages = Vec::new();
     for (what, script, func) in [
         ("validate.rhai alone", permit.validate.as_ref(), "validate"),
@@ -103,16 +91,14 @@ pub fn measure(
         let times = time_each(n, || call(host, script, func).map(|_| ()))?;
         stages.push(Stage {
             what,
-            file: script.file().to_owned(),
-            source: source(script.file())?,
+            script,
             func,
             median: percentiles(times)?.0,
         });
     }
     stages.push(Stage {
         what: "the formula alone",
-        file: FORMULA_FILE.to_owned(),
-        source: FORMULA.to_owned(),
+        script: &formula,
         func: "levy",
         median,
     });
@@ -138,11 +124,10 @@ pub fn measure(
     }
     let plain_median = percentiles(time_each(n, || in_plain().map(|_| ()))?)?.0;
 
-    let libs = libs(release);
     let mut parts = Vec::new();
     let mut per_op = Vec::new();
     for s in &stages {
-        let ops = operations(limits, &libs, s, &args)?;
+        let ops = operations(host, limits, s, &args)?;
         parts.push(format!(
             "{} {} ({ops} engine operations)",
             s.what,
@@ -166,47 +151,32 @@ pub fn measure(
     })
 }
 
-/// The library modules of `release`, as the script host takes them.
-fn libs(release: &Release) -> BTreeMap<String, (String, String)> {
-    release
-        .sources
-        .files()
-        .iter()
-        .filter_map(|(path, text)| {
-            let name = path.strip_prefix("lib/")?.strip_suffix(".rhai")?;
-            (!name.contains('/')).then(|| (name.to_owned(), (path.clone(), text.to_string())))
-        })
-        .collect()
-}
-
 /// How many operations the engine counts for one call of `stage`: the fewest
 /// `max_operations` under which the call completes.
 fn operations(
+    host: &ScriptHost,
     limits: &Limits,
-    libs: &BTreeMap<String, (String, String)>,
     stage: &Stage,
     args: &dyn Fn() -> (Dynamic, Dynamic),
 ) -> Result<u64> {
-    let completes = |max_operations: u64| -> Result<bool> {
-        let limits = Limits {
+    let completes = |max_operations: u64| {
+        host.with_limits(&Limits {
             max_operations,
             ..limits.clone()
-        };
-        let host = ScriptHost::new(&limits, libs.clone());
-        let script = host
-            .compile(&stage.file, &stage.source)
-            .map_err(|d| anyhow!("{} does not compile: {d:?}", stage.file))?;
-        Ok(host
-            .call(&CallContext::default(), &script, stage.func, args())
-            .is_ok())
+        })
+        .call(&CallContext::default(), stage.script, stage.func, args())
+        .is_ok()
     };
     let (mut lo, mut hi) = (1, limits.max_operations);
-    if !completes(hi)? {
-        bail!("{} does not complete under the default limits", stage.file);
+    if !completes(hi) {
+        bail!(
+            "{} does not complete under the default limits",
+            stage.script.file()
+        );
     }
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if completes(mid)? {
+        if completes(mid) {
             hi = mid;
         } else {
             lo = mid + 1;

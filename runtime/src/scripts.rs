@@ -144,6 +144,12 @@ impl ScriptHost {
         }
     }
 
+    /// A host with the same library modules under other `limits` (and a module cache of its
+    /// own). Scripts compiled by either host run on both.
+    pub fn with_limits(&self, limits: &Limits) -> Self {
+        Self::new(limits, self.libs.sources.clone())
+    }
+
     pub fn compile(&self, file: &str, source: &str) -> Result<Script, Diagnostic> {
         let mut ast = self
             .engine

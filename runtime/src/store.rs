@@ -453,9 +453,8 @@ pub(crate) trait Shallow: Serialize {}
 impl Shallow for str {}
 impl Shallow for BTreeMap<&str, &str> {}
 
-/// [`encode`] for a [`Shallow`] value: the same bytes, without copying it into a JSON tree to
-/// cap its depth. A big office's release lists 35,000 files; that copy was about a tenth of
-/// storing one.
+/// [`encode`] for a [`Shallow`] value: the same bytes, without scanning them for their depth. A
+/// big office's release lists 35,000 files, 3.5 MB of text written at every save.
 pub(crate) fn encode_shallow<T: Shallow + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(&Envelope {
         v: RECORD_VERSION,
